@@ -1,0 +1,384 @@
+"""Every Redis command pyresque sends, grouped by concern like Resque's ``data_store.rb``.
+
+Nothing above this module talks to Redis directly. Multi-step changes that must not be seen
+half-done (reserve + working-on record, job bookkeeping, pruning) are Lua scripts or MULTI
+transactions here, each with the keys it touches listed in its header.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Sequence
+
+import redis
+
+from . import defaults
+from . import payload as wire
+from .keys import Keys
+
+# Records a reserved item: SET worker:<id> to the working-on record and, when the payload carries
+# a php-resque id whose status key exists, status RUNNING (keeping "started").
+# Returns the packet's "started" (or false when the job is not tracked).
+_RECORD_LUA = r"""
+local function record(item, queue_json, worker_key, ns, run_at, now)
+  local payload_json = item
+  local ok, job = pcall(cjson.decode, item)
+  if not ok then payload_json = cjson.encode(item) end
+  redis.call('SET', worker_key,
+    '{"queue":' .. queue_json .. ',"run_at":"' .. run_at .. '","payload":' .. payload_json .. '}')
+  if ok and type(job) == 'table' and type(job['id']) == 'string' then
+    local prefix = job['prefix']
+    local skey = ns .. 'job:'
+    if type(prefix) == 'string' and prefix ~= '' then skey = skey .. prefix .. '_' end
+    skey = skey .. job['id'] .. ':status'
+    local current = redis.call('GET', skey)
+    if current then
+      local started = string.match(current, '"started":(%d+)') or now
+      redis.call('SET', skey,
+        '{"status":2,"updated":' .. now .. ',"started":' .. started .. ',"result":null}')
+      return started
+    end
+  end
+  return false
+end
+"""
+
+# KEYS: queue:<q1> .. queue:<qn>, worker:<id>
+# ARGV: namespace, run_at, now, json(q1) .. json(qn)
+# Pops the first item in queue order and records it in the same atomic step, so a reserved job
+# is never only in the worker's memory. Returns {index, item, started} or nil.
+RESERVE_LUA = _RECORD_LUA + r"""
+local n = #KEYS - 1
+for i = 1, n do
+  local item = redis.call('LPOP', KEYS[i])
+  if item then
+    return {i, item, record(item, ARGV[3 + i], KEYS[n + 1], ARGV[1], ARGV[2], ARGV[3])}
+  end
+end
+return nil
+"""
+
+# KEYS: worker:<id>;  ARGV: namespace, run_at, now, json(queue), item
+# The BLOCKING-mode counterpart of RESERVE_LUA, sent right after BLPOP returned the item.
+RECORD_LUA = _RECORD_LUA + r"""
+return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])}
+"""
+
+# KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
+#       stat:failed:<id>
+# ARGV: status packet or '', status TTL, failure record or ''
+# Job bookkeeping in one step. It acts only while the working-on record exists, so retrying it
+# after a lost reply (Redis restart, network) never counts a job twice.
+FINISH_LUA = r"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('INCRBY', KEYS[2], 1)
+redis.call('INCRBY', KEYS[3], 1)
+if ARGV[3] ~= '' then
+  redis.call('RPUSH', KEYS[5], ARGV[3])
+  redis.call('INCRBY', KEYS[6], 1)
+  redis.call('INCRBY', KEYS[7], 1)
+end
+if ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+return 1
+"""
+
+# KEYS: status key;  ARGV: packet, TTL ('' for none)
+# php-resque's rule: only tracked jobs are updated, so a missing key stays missing.
+UPDATE_STATUS_LUA = r"""
+if ARGV[2] == '' then
+  return redis.call('SET', KEYS[1], ARGV[1], 'XX')
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'XX', 'EX', ARGV[2])
+"""
+
+# KEYS: failed;  ARGV: index, expected record, replacement ('' removes)
+# Acts on the failed list only if the record at the index is still the one the caller saw, so
+# a list that changed underneath (resque-web's known race) is never edited at the wrong place.
+EDIT_FAILED_LUA = r"""
+local current = redis.call('LINDEX', KEYS[1], ARGV[1])
+if current ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('LSET', KEYS[1], ARGV[1], '__pyresque_removed__')
+  redis.call('LREM', KEYS[1], 1, '__pyresque_removed__')
+else
+  redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+"""
+
+
+class DataStore:
+    """Resque's keyspace on one Redis connection pool."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        # Typed loosely: redis-py's stubs type replies as bytes | str by decode_responses.
+        self.redis: Any = client
+        self.keys = keys
+        self._reserve = client.register_script(RESERVE_LUA)
+        self._record = client.register_script(RECORD_LUA)
+        self._finish = client.register_script(FINISH_LUA)
+        self._update_status = client.register_script(UPDATE_STATUS_LUA)
+        self._edit_failed = client.register_script(EDIT_FAILED_LUA)
+
+    # -- queue access ------------------------------------------------------------------------
+    def push(self, queue: str, item: str, status_key: str | None = None, status_packet: str | None = None) -> None:
+        """SADD queues + RPUSH, and the WAITING packet first when tracked, in one MULTI.
+
+        php-resque pushes before it writes the status, so a blocking worker can pop the job
+        before the key exists and RUNNING is never recorded (vector b4); here the key is
+        always there first.
+        """
+        pipe = self.redis.pipeline(transaction=status_key is not None)
+        if status_key is not None:
+            pipe.set(status_key, status_packet)
+        pipe.sadd(self.keys.queues, queue)
+        pipe.rpush(self.keys.queue(queue), item)
+        pipe.execute()
+
+    def push_many(self, queue: str, items: Sequence[tuple[str, str | None, str | None]]) -> None:
+        """Bulk push in pipelines of ``defaults.BULK_BATCH``; each item is (payload, status key, packet)."""
+        qkey = self.keys.queue(queue)
+        for start in range(0, len(items), defaults.BULK_BATCH):
+            batch = items[start:start + defaults.BULK_BATCH]
+            pipe = self.redis.pipeline(transaction=True)
+            statuses = {k: p for _, k, p in batch if k is not None}
+            if statuses:
+                pipe.mset(statuses)
+            pipe.sadd(self.keys.queues, queue)
+            pipe.rpush(qkey, *[item for item, _, _ in batch])
+            pipe.execute()
+
+    def queue_names(self) -> list[str]:
+        return sorted(_text(name) for name in self.redis.smembers(self.keys.queues))
+
+    def queue_sizes(self, names: Iterable[str]) -> dict[str, int]:
+        names = list(names)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+        return dict(zip(names, pipe.execute()))
+
+    def queue_size(self, queue: str) -> int:
+        return int(self.redis.llen(self.keys.queue(queue)))
+
+    def peek(self, queue: str, start: int = 0, count: int = 1) -> list[bytes]:
+        if count <= 0:
+            return []
+        return list(self.redis.lrange(self.keys.queue(queue), start, start + count - 1))
+
+    def iter_queue(self, queue: str, page: int = 500) -> Iterator[bytes]:
+        """Walk a queue in pages; items added or removed meanwhile may be seen or skipped."""
+        start = 0
+        while True:
+            chunk = self.redis.lrange(self.keys.queue(queue), start, start + page - 1)
+            yield from chunk
+            if len(chunk) < page:
+                return
+            start += page
+
+    def remove_item(self, queue: str, item: bytes) -> int:
+        """LREM one exact item: atomic, and a no-op when a worker popped it first."""
+        return int(self.redis.lrem(self.keys.queue(queue), 1, item))
+
+    def delete_queue(self, queue: str) -> int:
+        """DEL the list and SREM it from ``queues``; returns how many jobs were dropped."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.llen(self.keys.queue(queue))
+        pipe.delete(self.keys.queue(queue))
+        pipe.srem(self.keys.queues, queue)
+        return int(pipe.execute()[0])
+
+    # -- reserving (worker) ------------------------------------------------------------------
+    def reserve(self, queues: Sequence[str], worker_id: str, run_at: str, now: int) -> tuple[str, bytes, int | None] | None:
+        """Atomically pop the first job in queue order and write the working-on record."""
+        keys = [self.keys.queue(q) for q in queues] + [self.keys.worker(worker_id)]
+        args = [self.keys.ns, run_at, now] + [wire.encode_ruby(q) for q in queues]
+        found = self._reserve(keys=keys, args=args)
+        if found is None:
+            return None
+        index, item, started = found
+        return queues[int(index) - 1], item, _started(started)
+
+    def blocking_pop(self, queues: Sequence[str], timeout: float) -> tuple[str, bytes] | None:
+        found = self.redis.blpop([self.keys.queue(q) for q in queues], timeout=timeout)
+        if found is None:
+            return None
+        key, item = found
+        return self.keys.queue_name_from_key(_text(key)), item
+
+    def record_reserved(self, queue: str, item: bytes, worker_id: str, run_at: str, now: int) -> int | None:
+        keys = [self.keys.worker(worker_id)]
+        _, _, started = self._record(keys=keys, args=[self.keys.ns, run_at, now, wire.encode_ruby(queue), item])
+        return _started(started)
+
+    def finish_job(
+        self,
+        worker_id: str,
+        status_key: str | None,
+        status_packet: str | None,
+        failure_record: str | None,
+        status_ttl: int = defaults.STATUS_TTL,
+    ) -> bool:
+        """The bookkeeping after a job: one round trip, idempotent (see FINISH_LUA)."""
+        k = self.keys
+        keys = [
+            k.worker(worker_id), k.stat("processed"), k.worker_stat("processed", worker_id),
+            status_key or k.status("-"), k.failed, k.stat("failed"), k.worker_stat("failed", worker_id),
+        ]
+        done = self._finish(keys=keys, args=[status_packet or "", status_ttl, failure_record or ""])
+        return bool(done)
+
+    # -- job status --------------------------------------------------------------------------
+    def set_status(self, key: str, packet: str) -> None:
+        self.redis.set(key, packet)
+
+    def update_status(self, key: str, packet: str, ttl: int | None) -> bool:
+        return bool(self._update_status(keys=[key], args=[packet, "" if ttl is None else ttl]))
+
+    def get_status(self, key: str) -> bytes | None:
+        return self.redis.get(key)
+
+    def status_ttl(self, key: str) -> int:
+        return int(self.redis.ttl(key))
+
+    # -- workers -----------------------------------------------------------------------------
+    def register_worker(self, worker_id: str, started: str, heartbeat: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(self.keys.workers, worker_id)
+        pipe.set(self.keys.worker_started(worker_id), started)
+        pipe.hset(self.keys.heartbeats, worker_id, heartbeat)
+        pipe.execute()
+
+    def unregister_worker(
+        self, worker_id: str, failure_record: str | None = None, requeue: tuple[str, str] | None = None
+    ) -> None:
+        """Ruby's unregister pipeline, plus what becomes of a job still recorded as running."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        if failure_record is not None:
+            pipe.rpush(k.failed, failure_record)
+            pipe.incrby(k.stat("failed"), 1)
+        if requeue is not None:
+            queue, item = requeue
+            pipe.sadd(k.queues, queue)
+            pipe.lpush(k.queue(queue), item)  # back at the head: it was the next job to run
+        pipe.srem(k.workers, worker_id)
+        pipe.delete(k.worker(worker_id), k.worker_started(worker_id))
+        pipe.hdel(k.heartbeats, worker_id)
+        pipe.delete(k.worker_stat("processed", worker_id), k.worker_stat("failed", worker_id))
+        pipe.execute()
+
+    def worker_ids(self) -> list[str]:
+        return sorted(_text(w) for w in self.redis.smembers(self.keys.workers))
+
+    def working_on(self, worker_id: str) -> bytes | None:
+        return self.redis.get(self.keys.worker(worker_id))
+
+    def worker_details(self, worker_ids: Sequence[str]) -> list[tuple[bytes | None, bytes | None, bytes | None, int, int]]:
+        """Per worker: working-on record, started, heartbeat, processed, failed."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in worker_ids:
+            pipe.get(k.worker(wid))
+            pipe.get(k.worker_started(wid))
+            pipe.hget(k.heartbeats, wid)
+            pipe.get(k.worker_stat("processed", wid))
+            pipe.get(k.worker_stat("failed", wid))
+        out = pipe.execute()
+        rows = []
+        for i in range(len(worker_ids)):
+            job, started, beat, processed, failed = out[5 * i:5 * i + 5]
+            rows.append((job, started, beat, int(processed or 0), int(failed or 0)))
+        return rows
+
+    def heartbeat(self, worker_id: str) -> float:
+        """Write Redis ``TIME`` as ISO-8601 (Ruby's rule: the server clock, not ours)."""
+        now = self.server_time()
+        self.redis.hset(self.keys.heartbeats, worker_id, wire.iso_offset(now))
+        return now
+
+    def heartbeats(self) -> dict[str, str]:
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.keys.heartbeats).items()}
+
+    def drop_heartbeat(self, worker_id: str) -> None:
+        self.redis.hdel(self.keys.heartbeats, worker_id)
+
+    def server_time(self) -> float:
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
+
+    def take_prune_lock(self, worker_id: str, ttl: int = defaults.PRUNE_LOCK_TTL) -> bool:
+        return bool(self.redis.set(self.keys.prune_lock, worker_id, nx=True, ex=ttl))
+
+    def all_paused(self) -> bool:
+        value = self.redis.get(self.keys.pause_all)
+        return value is not None and _text(value).strip().lower() == "true"
+
+    def set_pause_all(self, paused: bool) -> None:
+        if paused:
+            self.redis.set(self.keys.pause_all, "true")
+        else:
+            self.redis.delete(self.keys.pause_all)
+
+    # -- stats -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        processed, failed = self.redis.mget(self.keys.stat("processed"), self.keys.stat("failed"))
+        return {"processed": int(processed or 0), "failed": int(failed or 0)}
+
+    # -- failed list -------------------------------------------------------------------------
+    def push_failure(self, record: str, worker_id: str | None = None) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(self.keys.failed, record)
+        pipe.incrby(self.keys.stat("failed"), 1)
+        if worker_id:
+            pipe.incrby(self.keys.worker_stat("failed", worker_id), 1)
+        pipe.execute()
+
+    def failed_count(self) -> int:
+        return int(self.redis.llen(self.keys.failed))
+
+    def failed_range(self, start: int, count: int) -> list[bytes]:
+        if count <= 0:
+            return []
+        return list(self.redis.lrange(self.keys.failed, start, start + count - 1))
+
+    def replace_failed(self, index: int, expected: bytes, replacement: str) -> bool:
+        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, replacement]))
+
+    def remove_failed(self, index: int, expected: bytes) -> bool:
+        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, ""]))
+
+    def clear_failed(self) -> int:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.llen(self.keys.failed)
+        pipe.delete(self.keys.failed)
+        return int(pipe.execute()[0])
+
+    def requeue_failed(self, index: int, expected: bytes, updated_record: str, queue: str, item: str,
+                       status_key: str | None, status_packet: str | None) -> bool:
+        """Mark a failure as retried and push its job again, only if the record is unchanged."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.keys.failed)
+                if pipe.lindex(self.keys.failed, index) != expected:
+                    return False
+                pipe.multi()
+                pipe.lset(self.keys.failed, index, updated_record)
+                if status_key is not None:
+                    pipe.set(status_key, status_packet)
+                pipe.sadd(self.keys.queues, queue)
+                pipe.rpush(self.keys.queue(queue), item)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _started(value: Any) -> int | None:
+    if value in (None, False, 0):
+        return None
+    return int(value)

@@ -1,0 +1,42 @@
+"""Every tunable default in one place, each with the reason it has this value."""
+
+#: Key namespace. Ruby's Redis::Namespace and php-resque both default to ``resque``.
+NAMESPACE = "resque"
+
+#: Where to find Redis when nothing is configured (the same default as php-resque and Ruby).
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: Seconds a finished (FAILED/COMPLETE) status packet lives: php-resque's ``EXPIRE 86400``.
+STATUS_TTL = 86400
+
+#: Seconds between polls when a worker finds no job (php-resque's ``INTERVAL`` default).
+INTERVAL = 5.0
+
+#: Seconds between heartbeats. Ruby writes every 60 s and prunes at 300 s; we beat a little
+#: more often so one slow beat never brings a live worker near the expiry.
+HEARTBEAT_INTERVAL = 30.0
+
+#: Seconds after which a heartbeat counts as dead: Ruby's ``Resque.prune_interval``.
+PRUNE_INTERVAL = 300.0
+
+#: TTL of the cluster-wide prune lock (Ruby's ``SET pruning_dead_workers_in_progress NX EX 60``).
+PRUNE_LOCK_TTL = 60
+
+#: Seconds a child may take to exit after TERM before it gets KILL (Ruby's RESQUE_TERM_TIMEOUT).
+TERM_TIMEOUT = 4.0
+
+#: Version shown in process titles (``resque-<version>: …``). It must start with a digit so that
+#: Ruby's pid scan ``[r]esque-[0-9]`` recognises a live pyresque worker.
+PROCLINE_VERSION = "0.1.0"
+
+#: Backoff while Redis is unreachable: first retry after this many seconds, doubling up to the cap.
+OUTAGE_BACKOFF_START = 0.25
+OUTAGE_BACKOFF_CAP = 5.0
+
+#: Longest a blocking reserve (BLPOP) may wait, even with a larger INTERVAL, so that QUIT/TERM
+#: received while idle take effect promptly.
+MAX_BLOCK_SECONDS = 5.0
+
+#: How many payloads one pipeline carries in ``enqueue_many``: big enough to amortise the round
+#: trip, small enough to keep the client's buffers modest.
+BULK_BATCH = 1000

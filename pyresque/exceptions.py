@@ -1,0 +1,41 @@
+"""The exception tree: what can go wrong, named precisely."""
+
+
+class PyresqueError(Exception):
+    """Base class for every error pyresque raises on purpose."""
+
+
+class ConfigurationError(PyresqueError):
+    """A setting (environment variable, option, URL) is missing or malformed."""
+
+
+class InvalidQueueName(PyresqueError, ValueError):
+    """A queue name that Resque's key layout cannot carry (empty, blank, or with a comma)."""
+
+
+class InvalidPayload(PyresqueError, ValueError):
+    """A queue item that is not a Resque job payload; the message says exactly why."""
+
+
+class InvalidStatus(PyresqueError, ValueError):
+    """A status packet in Redis that cannot be read."""
+
+
+class JobClassNotFound(PyresqueError):
+    """A payload names a class that is neither registered nor in an allowed module."""
+
+
+class DontPerform(PyresqueError):
+    """Raised by setUp or a before-hook to skip a job without failing it."""
+
+
+class DirtyExit(PyresqueError):
+    """The child running a job died without reporting a result."""
+
+
+class JobTimeout(PyresqueError):
+    """The job ran longer than its time limit and was killed."""
+
+
+class RedisUnavailable(PyresqueError):
+    """Redis could not be reached; the message names the URL."""

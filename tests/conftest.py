@@ -1,0 +1,47 @@
+"""One private redis-server per test session (never port 6379), flushed before every test."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import redis
+
+from pyresque.embedded import RedisServer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # so forked workers and subprocesses can import tests' job fixtures
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    if redis_server.process is None:  # a test stopped it and failed before restarting it
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url, protocol=2)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def r(redis_url):
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def resque(redis_url):
+    from pyresque import Resque
+
+    return Resque(redis_url)

@@ -1,0 +1,21 @@
+from pyresque.keys import Keys, normalise_namespace
+
+
+def test_namespace_is_applied_as_php_resque_does():
+    assert normalise_namespace(None) == "resque:"
+    assert normalise_namespace("myapp") == "myapp:"
+    assert normalise_namespace("myapp:") == "myapp:"
+    assert normalise_namespace("") == ""
+
+
+def test_key_names():
+    k = Keys()
+    assert k.queue("default") == "resque:queue:default"
+    assert k.status("abc") == "resque:job:abc:status"
+    assert k.status("abc", "tenant1") == "resque:job:tenant1_abc:status"
+    assert k.worker("vm:1:default") == "resque:worker:vm:1:default"
+    assert k.worker_started("vm:1:default") == "resque:worker:vm:1:default:started"
+    assert k.heartbeats == "resque:workers:heartbeat"
+    assert k.worker_stat("processed", "vm:1:q") == "resque:stat:processed:vm:1:q"
+    assert k.scheduler_lock == "resque:resque:resque_scheduler_master_lock"
+    assert Keys("").queue("q") == "queue:q"

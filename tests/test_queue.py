@@ -1,0 +1,166 @@
+"""Producer API and queue maintenance against a real redis-server, compared with the vectors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import redis
+
+import vectors
+from pyresque import COMPLETE, FAILED, RUNNING, WAITING, Resque
+from pyresque.exceptions import InvalidPayload, InvalidQueueName, InvalidStatus
+
+
+def test_php_shape_enqueue_matches_php_resque_vector(r, resque):
+    job_id = resque.enqueue("default", "PHP_Job", {"name": "x", "n": 1})
+    ours = vectors.normalise_state(vectors.dump(r))
+    theirs = vectors.normalise_state(vectors.state(vectors.load("php-resque-v1.3.6/a_enqueue_tracked"), "after_enqueue"))
+    assert ours == theirs
+    assert len(job_id) == 32 and int(job_id, 16) >= 0
+
+
+def test_untracked_and_null_args_match_php_resque_vector(r, resque):
+    resque.enqueue("default", "PHP_Job", {"name": "x", "n": 1})
+    resque.enqueue("default", "PHP_Job", {"name": "x", "n": 1}, track=False)
+    resque.enqueue("default", "PHP_Job", None, track=False)
+    ours = vectors.normalise_state(vectors.dump(r))
+    theirs = vectors.normalise_state(
+        vectors.state(vectors.load("php-resque-v1.3.6/a_enqueue_tracked"), "after_untracked_enqueues"))
+    assert ours == theirs
+
+
+def test_ruby_shape_enqueue_matches_ruby_vector(r, resque):
+    assert resque.enqueue("default", "SomeJob", 1, "two", {"k": "v"}, shape="ruby") is None
+    ours = vectors.dump(r)
+    theirs = vectors.state(vectors.load("ruby-resque/f1_ruby_enqueue"), "after_enqueue")
+    assert {k: (v["type"], v["ttl"], v["value"]) for k, v in ours.items()} == {
+        k: (v["type"], v["ttl"], v["value"]) for k, v in theirs.items()}
+
+
+def test_positional_args_keep_ruby_order_with_php_fields(r, resque):
+    job_id = resque.enqueue("default", "SomeJob", 1, "two", {"k": "v"})
+    payload = json.loads(r.lindex("resque:queue:default", 0))
+    assert list(payload) == ["class", "args", "id", "prefix", "queue_time"]
+    assert payload["args"] == [1, "two", {"k": "v"}] and payload["id"] == job_id
+
+
+def test_prefix_is_applied_to_every_key(redis_url, r):
+    Resque(redis_url, prefix="myapp").enqueue("q1", "PHP_Job", {"a": 1})
+    assert sorted(k.decode().split(":")[0] for k in r.keys("*")) == ["myapp"] * 3
+
+
+def test_status_prefix_names_the_key_as_php_resque(r, resque):
+    job_id = resque.enqueue("default", "PHP_Job", {"a": 1}, status_prefix="tenant1")
+    assert r.exists(f"resque:job:tenant1_{job_id}:status")
+    assert json.loads(r.lindex("resque:queue:default", 0))["prefix"] == "tenant1"
+    assert resque.status(job_id, "tenant1").status == WAITING
+
+
+def test_status_transitions_and_ttls(r, resque):
+    job_id = resque.enqueue("default", "PHP_Job", {})
+    key = f"resque:job:{job_id}:status"
+    first = resque.status(job_id)
+    assert first.status == WAITING and r.ttl(key) == -1
+    assert resque.update_status(job_id, RUNNING)
+    assert resque.status(job_id).status == RUNNING and r.ttl(key) == -1
+    assert resque.update_status(job_id, COMPLETE, {"answer": 42})
+    done = resque.status(job_id)
+    assert done.status == COMPLETE and done.result == {"answer": 42} and done.started == first.started
+    assert 86390 < r.ttl(key) <= 86400
+    resque.status_ttl = 60
+    assert resque.update_status(job_id, FAILED)
+    assert 0 < r.ttl(key) <= 60
+
+
+def test_untracked_jobs_are_never_given_a_status(r, resque):
+    job_id = resque.enqueue("default", "PHP_Job", {}, track=False)
+    assert resque.status(job_id) is None
+    assert resque.update_status(job_id, COMPLETE) is False
+    assert not r.exists(f"resque:job:{job_id}:status")
+
+
+def test_chrisboulton_packet_without_started_reads_and_updates(r, resque):
+    r.set("resque:job:abc:status", '{"status":2,"updated":1795322066}')
+    packet = resque.status("abc")
+    assert packet.status == RUNNING and packet.started is None and packet.result is None
+    assert resque.update_status("abc", COMPLETE)
+    assert resque.status("abc").started is not None
+
+
+def test_malformed_status_packet_is_reported(r, resque):
+    r.set("resque:job:bad:status", "garbage")
+    with pytest.raises(InvalidStatus):
+        resque.status("bad")
+
+
+def test_status_key_exists_before_a_blocked_worker_can_pop(redis_url, resque):
+    """php-resque pushes first, so a blocking worker can pop before the status exists (b4)."""
+    popper = redis.Redis.from_url(redis_url, protocol=2)
+    seen = {}
+
+    def pop():
+        found = popper.blpop(["resque:queue:race"], timeout=5)
+        job = json.loads(found[1])
+        seen["status"] = popper.get(f"resque:job:{job['id']}:status")
+
+    for _ in range(20):
+        thread = threading.Thread(target=pop)
+        thread.start()
+        time.sleep(0.02)
+        resque.enqueue("race", "PHP_Job", {})
+        thread.join(5)
+        assert seen.pop("status") is not None
+
+
+def test_bulk_enqueue_writes_the_same_payloads(r, resque):
+    ids = resque.enqueue_many("bulk", "PHP_Job", [[{"n": i}] for i in range(2500)])
+    assert len(set(ids)) == 2500 and r.llen("resque:queue:bulk") == 2500
+    last = json.loads(r.lindex("resque:queue:bulk", -1))
+    assert last["args"] == [{"n": 2499}] and last["id"] == ids[-1]
+    assert resque.status(ids[1234]).status == WAITING
+    resque.enqueue_many("bulk", "SomeJob", [[1, 2]], shape="ruby")
+    assert r.lindex("resque:queue:bulk", -1) == b'{"class":"SomeJob","args":[1,2]}'
+
+
+def test_queues_sizes_peek_remove_delete(r, resque):
+    resque.enqueue("a", "PHP_Job", {"n": 1})
+    keep = resque.enqueue("a", "PHP_Job", {"n": 2})
+    gone = resque.enqueue("a", "Other", 5)
+    r.rpush("resque:queue:a", '{"class":"PHP_Job","args":[{"n":1,"u":"\\u00e9\\/"}]}')  # php bytes
+    r.rpush("resque:queue:a", "not json")
+    resque.enqueue("b", "X")
+    assert resque.queues() == {"a": 5, "b": 1}
+    peeked = resque.peek("a", 0, 10)
+    assert [j.job_class for j in peeked] == ["PHP_Job", "PHP_Job", "Other", "PHP_Job", None]
+    assert "not JSON" in peeked[-1].error
+    assert resque.remove("a", job_id=gone) == 1
+    assert resque.remove("a", "PHP_Job", [{"n": 1, "u": "é/"}]) == 1  # decoded comparison
+    assert resque.remove("a", "PHP_Job", [{"n": 1}]) == 1
+    assert [j.job_id for j in resque.peek("a")][:1] == [keep]
+    assert resque.remove("a", "PHP_Job") == 1
+    assert resque.size("a") == 1  # the unreadable item is left alone
+    assert resque.delete_queue("a") == 1
+    assert resque.queues() == {"b": 1}
+
+
+def test_api_rejects_bad_input(resque):
+    with pytest.raises(InvalidQueueName):
+        resque.enqueue("", "PHP_Job")
+    with pytest.raises(InvalidPayload):
+        resque.enqueue("q", "")
+    with pytest.raises(InvalidPayload, match="not JSON-serialisable"):
+        resque.enqueue("q", "PHP_Job", object())
+    with pytest.raises(ValueError):
+        resque.remove("q")
+
+
+def test_before_enqueue_false_cancels(r, resque):
+    calls = []
+    resque.before_enqueue.append(lambda q, c, a, i: c != "Blocked")
+    resque.after_enqueue.append(lambda q, c, a, i: calls.append((q, c, a, i)))
+    assert resque.enqueue("q", "Blocked", 1) is None
+    job_id = resque.enqueue("q", "Fine", 2)
+    assert calls == [("q", "Fine", [2], job_id)] and r.llen("resque:queue:q") == 1
