@@ -1,10 +1,14 @@
 """pyresque: Resque's Redis wire format, spoken exactly, with Python workers."""
 
+from .exceptions import DontPerform, JobClassNotFound
+from .hooks import listen
+from .jobclass import register
 from .payload import COMPLETE, FAILED, RUNNING, WAITING, StatusPacket
 from .queue import QueuedJob, Resque
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DontPerform", "JobClassNotFound", "listen", "register",
     "COMPLETE", "FAILED", "RUNNING", "WAITING", "QueuedJob", "Resque", "StatusPacket", "__version__",
 ]

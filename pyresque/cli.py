@@ -6,85 +6,23 @@ under ``status --watch``); 2 bad input (an option, an argument, a queue name).
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import click
-import redis
 
 from . import payload as wire
-from .connection import RedisSettings
-from .exceptions import ConfigurationError, InvalidPayload, InvalidQueueName, InvalidStatus, PyresqueError
-from .queue import Resque
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UsageProblem(click.ClickException):
-    """Bad input: printed as one ``Error:`` line, exit 2."""
-
-    exit_code = 2
-
-
-class Failure(click.ClickException):
-    """The operation could not be done: one ``Error:`` line, exit 1."""
-
-    exit_code = 1
-
-
-def handle_errors(func: F) -> F:
-    """Turn expected failures into one-line errors instead of tracebacks."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        try:
-            return func(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            settings: RedisSettings | None = ctx.find_object(RedisSettings)
-            where = settings.display_url if settings else "the configured URL"
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise Failure(f"cannot reach Redis at {where}: {reason}") from None
-        except redis.ResponseError as exc:
-            raise Failure(f"Redis refused a command: {exc}") from None
-        except (InvalidQueueName, InvalidPayload, ConfigurationError) as exc:
-            raise UsageProblem(str(exc)) from None
-        except PyresqueError as exc:
-            raise Failure(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def connection_options(func: F) -> F:
-    """``--redis-url`` and ``--prefix``, named like the environment variables they override."""
-    func = click.option("--prefix", envvar="PREFIX", default=None,
-                        help="Key namespace (env PREFIX; default 'resque', as Resque and php-resque).")(func)
-    func = click.option("--redis-url", envvar="REDIS_URL", default=None,
-                        help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")(func)
-    return func
-
-
-def open_resque(redis_url: str | None, prefix: str | None) -> Resque:
-    ctx = click.get_current_context()
-    try:
-        settings = RedisSettings.from_env(redis_url=redis_url, prefix=prefix)
-    except ConfigurationError as exc:
-        raise UsageProblem(str(exc)) from None
-    ctx.obj = settings
-    return Resque(settings=settings)
-
-
-def parse_json_args(values: tuple[str, ...]) -> list[Any]:
-    parsed = []
-    for position, text in enumerate(values, start=1):
-        try:
-            parsed.append(json.loads(text))
-        except ValueError as exc:
-            raise UsageProblem(f"argument {position} ({text!r}) is not JSON: {exc}") from None
-    return parsed
+from .cli_common import (  # noqa: F401 - re-exported for sub-command modules
+    Failure,
+    UsageProblem,
+    connection_options,
+    handle_errors,
+    open_resque,
+    parse_json_args,
+)
+from .exceptions import InvalidStatus
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -250,6 +188,11 @@ def dequeue(queue: str, job_class: str | None, args_json: str | None, job_id: st
         removed = resque.remove(queue, job_class=job_class, args=args, job_id=job_id)
     click.echo(f"Removed {removed} job{'s' if removed != 1 else ''} from {queue}")
 
+
+# Sub-command modules build on the helpers above, so they are imported last.
+from .cli_worker import worker, worker_main  # noqa: E402,F401 - worker_main: pyresque-worker
+
+main.add_command(worker)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

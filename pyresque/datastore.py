@@ -42,12 +42,15 @@ local function record(item, queue_json, worker_key, ns, run_at, now)
 end
 """
 
-# KEYS: queue:<q1> .. queue:<qn>, worker:<id>
+# KEYS: queue:<q1> .. queue:<qn>, worker:<id>, pause-all-workers
 # ARGV: namespace, run_at, now, json(q1) .. json(qn)
 # Pops the first item in queue order and records it in the same atomic step, so a reserved job
-# is never only in the worker's memory. Returns {index, item, started} or nil.
+# is never only in the worker's memory. Honours Ruby's pause-all-workers flag at no extra cost.
+# Returns {index, item, started}, {-1} while paused, or nil.
 RESERVE_LUA = _RECORD_LUA + r"""
-local n = #KEYS - 1
+local n = #KEYS - 2
+local paused = redis.call('GET', KEYS[n + 2])
+if paused and string.lower(paused) == 'true' then return {-1} end
 for i = 1, n do
   local item = redis.call('LPOP', KEYS[i])
   if item then
@@ -65,11 +68,11 @@ return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 
 # KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
 #       stat:failed:<id>
-# ARGV: status packet or '', status TTL, failure record or ''
-# Job bookkeeping in one step. It acts only while the working-on record exists, so retrying it
-# after a lost reply (Redis restart, network) never counts a job twice.
+# ARGV: status packet or '', status TTL, failure record or '', '1' on a retry
+# Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
+# while the working-on record still exists, so it never counts a job twice.
 FINISH_LUA = r"""
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 and ARGV[4] == '1' then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('INCRBY', KEYS[2], 1)
 redis.call('INCRBY', KEYS[3], 1)
@@ -105,6 +108,10 @@ else
 end
 return 1
 """
+
+
+class AllPaused(Exception):
+    """Ruby's ``pause-all-workers`` flag is set: reserve nothing."""
 
 
 class DataStore:
@@ -190,12 +197,18 @@ class DataStore:
 
     # -- reserving (worker) ------------------------------------------------------------------
     def reserve(self, queues: Sequence[str], worker_id: str, run_at: str, now: int) -> tuple[str, bytes, int | None] | None:
-        """Atomically pop the first job in queue order and write the working-on record."""
-        keys = [self.keys.queue(q) for q in queues] + [self.keys.worker(worker_id)]
-        args = [self.keys.ns, run_at, now] + [wire.encode_ruby(q) for q in queues]
+        """Atomically pop the first job in queue order and write the working-on record.
+
+        Returns (queue, item, status started) or None; raises :class:`AllPaused` while Ruby's
+        ``pause-all-workers`` is set.
+        """
+        keys = [self.keys.queue(q) for q in queues] + [self.keys.worker(worker_id), self.keys.pause_all]
+        args: list[Any] = [self.keys.ns, run_at, now] + [wire.encode_ruby(q) for q in queues]
         found = self._reserve(keys=keys, args=args)
         if found is None:
             return None
+        if int(found[0]) == -1:
+            raise AllPaused()
         index, item, started = found
         return queues[int(index) - 1], item, _started(started)
 
@@ -218,14 +231,15 @@ class DataStore:
         status_packet: str | None,
         failure_record: str | None,
         status_ttl: int = defaults.STATUS_TTL,
+        retry: bool = False,
     ) -> bool:
-        """The bookkeeping after a job: one round trip, idempotent (see FINISH_LUA)."""
+        """The bookkeeping after a job: one round trip; safe to retry (see FINISH_LUA)."""
         k = self.keys
         keys = [
             k.worker(worker_id), k.stat("processed"), k.worker_stat("processed", worker_id),
             status_key or k.status("-"), k.failed, k.stat("failed"), k.worker_stat("failed", worker_id),
         ]
-        done = self._finish(keys=keys, args=[status_packet or "", status_ttl, failure_record or ""])
+        done = self._finish(keys=keys, args=[status_packet or "", status_ttl, failure_record or "", "1" if retry else "0"])
         return bool(done)
 
     # -- job status --------------------------------------------------------------------------
@@ -347,6 +361,25 @@ class DataStore:
 
     def remove_failed(self, index: int, expected: bytes) -> bool:
         return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, ""]))
+
+    def find_failed(self, expected: bytes, page: int = 500) -> int | None:
+        """Index of the first failure record with exactly these bytes (LPOS; a scan before Redis 6.0.6)."""
+        try:
+            found = self.redis.lpos(self.keys.failed, expected)
+        except redis.ResponseError as exc:
+            if "unknown command" not in str(exc).lower():
+                raise
+        else:
+            return None if found is None else int(found)
+        start = 0
+        while True:
+            chunk = self.failed_range(start, page)
+            for offset, raw in enumerate(chunk):
+                if raw == expected:
+                    return start + offset
+            if len(chunk) < page:
+                return None
+            start += page
 
     def clear_failed(self) -> int:
         pipe = self.redis.pipeline(transaction=True)

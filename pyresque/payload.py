@@ -157,9 +157,14 @@ class StatusPacket(NamedTuple):
 
 def encode_status(status: int, updated: int, started: int | None, result: Any = None) -> str:
     """php-resque v1.3.6's packet ``{"status","updated","started","result"}`` in that order."""
+    return encode_status_json(status, updated, started, encode_result(result))
+
+
+def encode_status_json(status: int, updated: int, started: int | None, result_json: str) -> str:
+    """The same packet with the result already encoded (the child encodes it, the parent writes)."""
     return (
         f'{{"status":{int(status)},"updated":{int(updated)},'
-        f'"started":{"null" if started is None else int(started)},"result":{encode_result(result)}}}'
+        f'"started":{"null" if started is None else int(started)},"result":{result_json}}}'
     )
 
 

@@ -18,7 +18,7 @@ def run(redis_url, *args, env_extra=None, timeout=30):
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "pyresque.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pyresque", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -59,7 +59,7 @@ def test_status_of_a_waiting_and_a_finished_job(redis_url, r):
 def test_status_watch_follows_until_final(redis_url, r):
     job_id = run(redis_url, "enqueue", "PHP_Job", "--quiet").stdout.strip()
     env = dict(os.environ, REDIS_URL=redis_url)
-    watcher = subprocess.Popen([sys.executable, "-m", "pyresque.cli", "status", job_id, "--watch", "--interval", "0.05"],
+    watcher = subprocess.Popen([sys.executable, "-m", "pyresque", "status", job_id, "--watch", "--interval", "0.05"],
                                env=env, stdout=subprocess.PIPE, text=True)
     import time
 

@@ -1,0 +1,5 @@
+"""``python -m pyresque`` runs the ``pyresque`` command."""
+
+from .cli import main
+
+main()

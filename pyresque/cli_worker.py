@@ -1,0 +1,92 @@
+"""``pyresque-worker`` and ``pyresque worker``: php-resque's environment variables as options."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from . import log
+from .cli_common import UsageProblem, handle_errors, open_resque
+from .exceptions import ConfigurationError
+from .jobclass import JobResolver, load_include
+from .worker import Worker, WorkerOptions
+
+_OFF = ("", "0", "false", "no", "off")
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in _OFF
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--queue", "queue", envvar="QUEUE", required=True,
+              help="Comma-separated queues in priority order; '*' or globs expand to known queues (env QUEUE).")
+@click.option("--interval", envvar="INTERVAL", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds between polls (BLPOP timeout with --blocking); 0 = exit when the queues are empty (env INTERVAL).")
+@click.option("--blocking", envvar="BLOCKING", default=None,
+              help="Wait with BLPOP instead of polling; '', '0', 'false' mean off (env BLOCKING).")
+@click.option("--count", envvar="COUNT", type=int, default=1, help="Workers to run (env COUNT); pools need the master.")
+@click.option("--include", "includes", envvar="APP_INCLUDE", multiple=True,
+              help="Python file or module defining/registering job classes (env APP_INCLUDE; repeatable).")
+@click.option("--allow", "allowed", envvar="ALLOWED_MODULES", multiple=True,
+              help="Module prefix whose classes may be named as package.module.Class (env ALLOWED_MODULES, comma list).")
+@click.option("--pidfile", envvar="PIDFILE", default=None, help="Write the worker's pid here (env PIDFILE).")
+@click.option("--inline", is_flag=True, envvar="PYRESQUE_INLINE",
+              help="Run jobs in the worker process, no fork (like Ruby's FORK_PER_JOB=false).")
+@click.option("--term-child", envvar="TERM_CHILD", default=None,
+              help="On TERM/USR1 send TERM to the job, KILL after --term-timeout (env TERM_CHILD).")
+@click.option("--term-timeout", envvar="RESQUE_TERM_TIMEOUT", type=click.FloatRange(min=0), default=4.0,
+              show_default=True, help="Seconds the job gets after TERM (env RESQUE_TERM_TIMEOUT).")
+@click.option("--graceful-term", envvar="GRACEFUL_TERM", default=None,
+              help="TERM finishes the job like QUIT (env GRACEFUL_TERM; for systemd/Kubernetes stops).")
+@click.option("--logging", "log_format", envvar="LOGGING", default="console",
+              help="Log format: console or json (env LOGGING; php's LOGGING=1 means verbose console).")
+@click.option("--verbose", envvar="VERBOSE", default=None, help="Log job starts and ends (env VERBOSE; default on).")
+@click.option("--vverbose", envvar="VVERBOSE", default=None, help="Debug logging (env VVERBOSE).")
+@click.option("--prefix", envvar="PREFIX", default=None, help="Key namespace (env PREFIX; default 'resque').")
+@click.option("--redis-url", envvar="REDIS_URL", default=None,
+              help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")
+@handle_errors
+def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
+           allowed: tuple[str, ...], pidfile: str | None, inline: bool, term_child: str | None, term_timeout: float,
+           graceful_term: str | None, log_format: str, verbose: str | None, vverbose: str | None,
+           prefix: str | None, redis_url: str | None) -> None:
+    """Run a Resque worker: QUEUE=default pyresque-worker.
+
+    Signals: QUIT finish the job then exit; TERM/INT kill the job and exit; USR1 kill the job;
+    USR2 pause; CONT resume. See README.rst for the full table.
+    """
+    if count > 1:
+        raise UsageProblem(f"COUNT={count}: running several workers needs the supervising master, "
+                           "which this version does not have yet; start one worker per process")
+    fmt = log_format.strip().lower() if log_format else "console"
+    if fmt not in ("console", "json"):
+        fmt = "console"  # php-resque's LOGGING=1 only meant "log"
+    log.configure(fmt, "debug" if _flag(vverbose) else "info")
+    queues = [q for q in queue.split(",")]
+    if not queue.strip() or any(not q.strip() for q in queues):
+        raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")
+    resque = open_resque(redis_url, prefix)
+    try:
+        modules = [load_include(item) for spec in includes for item in spec.split(",") if item.strip()]
+    except ConfigurationError as exc:
+        raise UsageProblem(str(exc)) from None
+    prefixes = [p for spec in allowed for p in spec.split(",")]
+    options = WorkerOptions(
+        interval=interval,
+        blocking=_flag(blocking),
+        fork=not inline,
+        term_child=_flag(term_child),
+        graceful_term=_flag(graceful_term),
+        term_timeout=term_timeout,
+        pidfile=pidfile,
+    )
+    code = Worker(resque, queues, options, JobResolver(modules, prefixes)).work()
+    sys.exit(code)
+
+
+def worker_main(*args: Any) -> Any:
+    """Entry point of ``pyresque-worker``."""
+    return worker(prog_name="pyresque-worker")

@@ -1,0 +1,53 @@
+"""Worker events (php-resque's names) and per-class job hooks (Ruby's name prefixes).
+
+Events: ``beforeFirstFork(worker)``, ``beforeFork(job)``, ``afterFork(job)``,
+``beforePerform(job)``, ``afterPerform(job)``, ``onFailure(exception, job)``,
+``beforeEnqueue``/``afterEnqueue`` (see :class:`pyresque.Resque`), ``beforePause(worker)``,
+``afterPause(worker)``, ``workerExit(worker)``.
+
+A listener that raises inside the job's process (afterFork, beforePerform, afterPerform) fails
+the job, as in php-resque; ``DontPerform`` from beforePerform skips it. A listener that raises in
+the worker's own process (beforeFirstFork, beforeFork, pause events, workerExit, onFailure) is
+logged with its context and does not stop the worker: unlike php-resque, a broken listener never
+loses the job it was called for.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable
+
+EVENTS = (
+    "beforeFirstFork", "beforeFork", "afterFork", "beforePerform", "afterPerform", "onFailure",
+    "beforePause", "afterPause", "workerExit",
+)
+
+_listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)
+
+
+def listen(event: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+    _listeners[event].append(callback)
+    return callback
+
+
+def stop_listening(event: str, callback: Callable[..., Any]) -> None:
+    if callback in _listeners.get(event, []):
+        _listeners[event].remove(callback)
+
+
+def clear_listeners() -> None:
+    _listeners.clear()
+
+
+def trigger(event: str, *args: Any) -> None:
+    """Call every listener in registration order; exceptions propagate to the caller."""
+    for callback in list(_listeners.get(event, ())):
+        callback(*args)
+
+
+def class_hooks(target: Any, prefix: str) -> list[Callable[..., Any]]:
+    """Ruby's rule: every callable attribute starting with ``prefix``, sorted by name."""
+    names = sorted(name for name in dir(target) if name.startswith(prefix))
+    return [getattr(target, name) for name in names if callable(getattr(target, name, None))]

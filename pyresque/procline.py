@@ -1,0 +1,52 @@
+"""Resque-format process titles: part of the interop contract, not decoration.
+
+Ruby prunes a same-host worker unless ``ps`` matches ``[r]esque:work|[r]esque:\\sStarting|[r]esque-[0-9]``;
+php-resque prunes one unless ``ps`` matches ``[r]esque``. Every title here starts with
+``resque-<version>:`` (or ``resque: Starting``), so neither prunes a live pyresque worker, and
+:func:`looks_like_resque` applies the same rules to other processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from . import defaults
+
+RUBY_WORKER_PATTERN = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
+PHP_WORKER_PATTERN = re.compile(r"resque")
+
+try:
+    from setproctitle import setproctitle as _set_title
+except ImportError:  # pragma: no cover - setproctitle is a dependency; stay usable without it
+    def _set_title(title: str) -> None:
+        pass
+
+
+def prefix() -> str:
+    return f"{os.environ.get('RESQUE_PROCLINE_PREFIX', '')}resque-{defaults.PROCLINE_VERSION}"
+
+
+def set_title(status: str) -> None:
+    _set_title(f"{prefix()}: {status}")
+
+
+def starting() -> None:
+    _set_title(f"{os.environ.get('RESQUE_PROCLINE_PREFIX', '')}resque: Starting")
+
+
+def waiting(queues: str) -> str:
+    return f"Waiting for {queues}"
+
+
+def forked(child_pid: int, at: int) -> str:
+    return f"Forked {child_pid} at {at}"
+
+
+def processing(queue: str, since: int, job_class: str) -> str:
+    return f"Processing {queue} since {since} [{job_class}]"
+
+
+def looks_like_resque(cmdline: str) -> bool:
+    """Would Ruby's pid scan count this command line as a live Resque worker?"""
+    return bool(RUBY_WORKER_PATTERN.search(cmdline)) and "resque-web" not in cmdline

@@ -1,0 +1,569 @@
+"""The worker parent: register, reserve, fork, monitor, book-keep, unregister.
+
+See :class:`Worker` for the lifecycle and :mod:`pyresque.signals` for the signal contract.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gc
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import redis
+
+from . import defaults, hooks, horse, procline, signals
+from . import job as jobmod
+from . import payload as wire
+from .datastore import AllPaused
+from .exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassNotFound
+from .heartbeat import Pruner
+from .jobclass import JobResolver
+from .log import get_logger
+from .queue import Resque
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
+_GLOB = set("*?[")
+
+
+@dataclass
+class WorkerOptions:
+    """How one worker behaves; the CLI fills it from php-resque/Ruby environment variables."""
+
+    interval: float = defaults.INTERVAL  # 0 = burst: exit once the queues are empty
+    blocking: bool = False
+    fork: bool = True
+    term_child: bool = False
+    graceful_term: bool = False
+    term_timeout: float = defaults.TERM_TIMEOUT
+    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
+    prune_interval: float = defaults.PRUNE_INTERVAL
+    pidfile: str | None = None
+
+
+class Worker:
+    """One Resque worker process, a peer of php-resque's and Ruby's on the same Redis.
+
+    Lifecycle:
+
+    1. **startup**: title ``resque: Starting``, signal handlers (flags only), prune dead
+       workers under Ruby's lock, ``beforeFirstFork``, **register** (``workers`` member,
+       ``worker:<id>:started``, a ``workers:heartbeat`` entry).
+    2. **reserve**, in queue order: one Lua script pops the job *and* writes the working-on
+       record ``worker:<id>`` and status RUNNING, so a reserved job is never only in memory
+       (BLOCKING mode: BLPOP, then that record at once; see README for the window left).
+    3. **decode and resolve** the payload in the parent: a bad payload or unknown class is
+       failed right here, with the reason, without a fork.
+    4. **fork**: the child runs the job and reports its outcome over a pipe; it never touches
+       Redis. The parent blocks in ``select`` on the child's pidfd, the pipe and the signal
+       wakeup fd (no sleep-polling), beating its heartbeat meanwhile.
+    5. **finish**: one Lua call deletes ``worker:<id>``, counts ``stat:processed``, and writes
+       status COMPLETE with the result, or the failure record + ``stat:failed`` + FAILED.
+    6. **unregister** on exit, as Ruby does: ``workers`` member, started key, heartbeat field,
+       per-worker stats.
+
+    Redis outages are survived: one warning, capped backoff, re-registration, and bookkeeping
+    for a job that finished meanwhile is retried, not dropped.
+    """
+
+    def __init__(
+        self,
+        resque: Resque,
+        queues: Sequence[str],
+        options: WorkerOptions | None = None,
+        resolver: JobResolver | None = None,
+        hostname: str | None = None,
+    ) -> None:
+        if not queues:
+            raise ConfigurationError("no queues given: set QUEUE to a comma-separated list (or *)")
+        for queue in queues:
+            if not any(ch in _GLOB for ch in queue):
+                wire.validate_queue_name(queue)
+        self.resque = resque
+        self.store = resque.store
+        self.queue_patterns = list(queues)
+        self.options = options or WorkerOptions()
+        self.resolver = resolver or JobResolver()
+        self.hostname = hostname or socket.gethostname()
+        self.pid = os.getpid()
+        self.id = f"{self.hostname}:{self.pid}:{','.join(self.queue_patterns)}"
+        self.log = get_logger("pyresque.worker").bind(worker=self.id)
+        self.child_pid: int | None = None
+        self.shutdown = False
+        self.shutdown_now = False
+        self.paused = False
+        self._pending: list[int] = []
+        self._wakeup_r = self._wakeup_w = -1
+        self._kill_deadline: float | None = None
+        self._next_beat = 0.0
+        self._queues_cache: tuple[float, list[str]] = (0.0, [])
+        self._pause_checked = (0.0, False)
+        self._redis_down_since: float | None = None
+        self._outage_attempts = 0
+        self._registered = False
+        self.pruner = Pruner(self.store, self.id, self.hostname, self.resolver,
+                             self.options.prune_interval, self.log)
+
+    # == 1. startup ============================================================================
+    def work(self) -> int:
+        """Run until told to stop; returns the process exit code."""
+        procline.starting()
+        self._install_signal_handlers()
+        try:
+            self._write_pidfile()
+            if self._until_redis(self._startup):
+                self._run_loop()
+        finally:
+            self._teardown()
+        return 0
+
+    def _startup(self) -> None:
+        self.pruner.prune()
+        if not self._registered:
+            self._safe_event("beforeFirstFork", self)
+        self.register()
+        self.log.info("worker started", queues=self.queue_patterns, pid=self.pid,
+                      mode="fork" if self.options.fork else "inline", blocking=self.options.blocking)
+
+    def register(self) -> None:
+        now = time.time()
+        self.store.register_worker(self.id, wire.ruby_time(now), wire.iso_offset(self.store.server_time()))
+        self._next_beat = time.monotonic() + self.options.heartbeat_interval
+        self._registered = True
+
+    def _install_signal_handlers(self) -> None:
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        for fd in (self._wakeup_r, self._wakeup_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        for signum in signals.HANDLED:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._pending.append(signum)  # only a flag: the loop acts on it
+
+    # == 2-5. the loop =========================================================================
+    def _run_loop(self) -> None:
+        while True:
+            self._handle_signals()
+            if self.shutdown:
+                return
+            try:
+                self._maybe_heartbeat()
+                if self.paused or self._all_paused():
+                    procline.set_title("Paused")
+                    self._idle(self.options.interval or 1.0)
+                    continue
+                reserved = self._reserve()
+            except _REDIS_DOWN as exc:
+                self._redis_outage(exc)
+                continue
+            if reserved is None:
+                if self.options.interval == 0:
+                    return  # burst mode: queues drained
+                if not self.options.blocking:
+                    self._idle(self.options.interval)
+                continue
+            self._redis_back()
+            self._process_safely(*reserved)
+
+    def _process_safely(self, queue: str, item: bytes, started: int | None) -> None:
+        """Nothing in a job's handling may kill the worker; its record stays for the prune."""
+        try:
+            self.process(queue, item, started)
+        except _REDIS_DOWN as exc:
+            self._redis_outage(exc)
+        except Exception:
+            self.log.exception("internal error while handling a job; its working-on record is kept", queue=queue)
+
+    def _reserve(self) -> tuple[str, bytes, int | None] | None:
+        queues = self.queues()
+        if not queues:
+            return None
+        procline.set_title(procline.waiting(",".join(queues)))
+        now = time.time()
+        if self.options.blocking and self.options.interval > 0:
+            timeout = min(self.options.interval, defaults.MAX_BLOCK_SECONDS)
+            popped = self.store.blocking_pop(queues, timeout)
+            if popped is None:
+                return None
+            queue, item = popped
+            now = time.time()
+            # The window: the item is out of the queue and not yet recorded until this returns.
+            return queue, item, self.store.record_reserved(queue, item, self.id, wire.iso_z(now), int(now))
+        try:
+            return self.store.reserve(queues, self.id, wire.iso_z(now), int(now))
+        except AllPaused:
+            self._pause_checked = (time.monotonic(), True)
+            return None
+
+    def queues(self) -> list[str]:
+        """The queue list in priority order, with Ruby-style globs (``*``, ``high*``) expanded."""
+        if not any(ch in _GLOB for p in self.queue_patterns for ch in p):
+            return self.queue_patterns
+        checked, cached = self._queues_cache
+        if time.monotonic() - checked < 1.0:
+            return cached
+        known = self.store.queue_names()
+        expanded: list[str] = []
+        for pattern in self.queue_patterns:
+            matches = sorted(fnmatch.filter(known, pattern)) if any(ch in _GLOB for ch in pattern) else [pattern]
+            expanded.extend(q for q in matches if q not in expanded)
+        self._queues_cache = (time.monotonic(), expanded)
+        return expanded
+
+    def _all_paused(self) -> bool:
+        # Polling mode learns this from the reserve script for free; BLOCKING mode asks at most
+        # once a second instead of once per job.
+        checked, paused = self._pause_checked
+        if not self.options.blocking and not paused:
+            return False
+        if time.monotonic() - checked < 1.0:
+            return paused
+        paused = self.store.all_paused()
+        self._pause_checked = (time.monotonic(), paused)
+        return paused
+
+    # -- one job ---------------------------------------------------------------------------
+    def process(self, queue: str, item: bytes, started: int | None) -> None:
+        """Run one reserved job and record its outcome."""
+        begun = time.monotonic()
+        try:
+            payload = wire.decode_payload(item)
+        except InvalidPayload as exc:
+            job = jobmod.Job(queue, wire.raw_payload_record(item), self.id, item)
+            self._fail_here(job, started, exc, begun)
+            return
+        job = jobmod.Job(queue, payload, self.id, item)
+        try:
+            target = self.resolver.resolve(job.job_class)
+        except JobClassNotFound as exc:
+            self._fail_here(job, started, exc, begun)
+            return
+        self.log.info("job started", job_id=job.id, job_class=job.job_class, queue=queue)
+        self._safe_event("beforeFork", job)
+        try:
+            outcome = self._fork_and_wait(job, target) if self.options.fork else jobmod.run(job, target)
+        except Exception as exc:  # the worker's own fault (fork failed, …): fail the job, keep going
+            self.log.exception("could not run job", job_id=job.id, job_class=job.job_class)
+            outcome = jobmod.failure_outcome(exc)
+        if not outcome.ok and outcome.exception == "pyresque.DirtyExit":
+            self._safe_event("onFailure", DirtyExit(outcome.error), job)
+        self._finish(job, started, outcome, begun)
+
+    def _fail_here(self, job: jobmod.Job, started: int | None, exc: BaseException, begun: float) -> None:
+        """A job that cannot even start (bad payload, unknown class) fails in the parent, no fork."""
+        self._safe_event("onFailure", exc, job)
+        self._finish(job, started, jobmod.failure_outcome(exc, with_backtrace=False), begun)
+
+    def _fork_and_wait(self, job: jobmod.Job, target: Any) -> jobmod.Outcome:
+        result_r, result_w = os.pipe()
+        gc.freeze()  # keep the child from touching (and copying) the parent's heap
+        since = int(time.time())
+        pid = os.fork()
+        if pid == 0:  # child
+            os.close(result_r)
+            horse.run_child(job, target, result_w, (self._wakeup_r, self._wakeup_w), since)
+        os.close(result_w)
+        _setpgid(pid)
+        self.child_pid = pid
+        procline.set_title(procline.forked(pid, since))
+        try:
+            message, status = self._monitor_child(pid, result_r)
+        finally:
+            os.close(result_r)
+            self.child_pid = None
+            self._kill_deadline = None
+        outcome = jobmod.Outcome.from_message(message) if message else None
+        if outcome is not None:
+            return outcome
+        if os.WIFSIGNALED(status):
+            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error="Job exited abnormally")
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        if code != 0:
+            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=f"Job exited with exit code {code}")
+        return jobmod.Outcome(True)  # exited 0 without a word (os._exit(0) in the job): done, as php
+
+    def _monitor_child(self, pid: int, result_r: int) -> tuple[bytes, int]:
+        """Wait for the child without polling; act on signals and timers meanwhile."""
+        pidfd = _pidfd_open(pid)
+        chunks: list[bytes] = []
+        watch = [result_r, self._wakeup_r] + ([pidfd] if pidfd >= 0 else [])
+        try:
+            while True:
+                ready, _, _ = select.select(watch, [], [], self._timer_timeout())
+                if self._wakeup_r in ready:
+                    self._handle_signals()
+                if result_r in ready and result_r in watch:
+                    data = os.read(result_r, 65536)
+                    if data:
+                        chunks.append(data)
+                    else:
+                        watch.remove(result_r)
+                        if pidfd < 0:
+                            break
+                if pidfd >= 0 and pidfd in ready:
+                    break
+                self._child_timers(pid)
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        if result_r in watch:  # the child is gone: read what it left without blocking
+            os.set_blocking(result_r, False)
+            try:
+                while data := os.read(result_r, 65536):
+                    chunks.append(data)
+            except BlockingIOError:
+                pass
+        return b"".join(chunks), status
+
+    def _timer_timeout(self) -> float:
+        deadlines = [self._next_beat]
+        if self._kill_deadline is not None:
+            deadlines.append(self._kill_deadline)
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _child_timers(self, pid: int) -> None:
+        if self._kill_deadline is not None and time.monotonic() >= self._kill_deadline:
+            self.log.warning("child ignored TERM, killing it", child=pid)
+            _killpg(pid, signal.SIGKILL)
+            self._kill_deadline = None
+        try:
+            self._maybe_heartbeat()
+        except _REDIS_DOWN as exc:
+            self._note_redis_down(exc)
+
+    def _finish(self, job: jobmod.Job, started: int | None, outcome: jobmod.Outcome, begun: float) -> None:
+        status_key = packet = failure = None
+        now = int(time.time())
+        if job.id is not None and started is not None:  # tracked: the reserve saw its status key
+            status_key = self.resque.keys.status(job.id, job.status_prefix)
+            packet = wire.encode_status_json(wire.COMPLETE if outcome.ok else wire.FAILED, now, started,
+                                             outcome.result_json if outcome.ok else "null")
+        if not outcome.ok:
+            failure = wire.encode_failure(wire.build_failure(
+                job.payload, outcome.exception, outcome.error, outcome.backtrace, self.id, job.queue))
+        retry = False
+        while True:
+            try:
+                self.store.finish_job(self.id, status_key, packet, failure, self.resque.status_ttl, retry=retry)
+                break
+            except _REDIS_DOWN as exc:
+                retry = True
+                self._backoff(exc)
+                if self.shutdown_now:
+                    self.log.error("giving up bookkeeping at shutdown; the next prune fails the job", job_id=job.id)
+                    return
+        self._redis_back()
+        fields = dict(job_id=job.id, job_class=job.job_class, queue=job.queue,
+                      duration=round(time.monotonic() - begun, 6))
+        if outcome.ok:
+            self.log.info("job done", outcome="skipped" if outcome.skipped else "complete", **fields)
+        else:
+            self.log.error("job failed", outcome="failed", exc_class=outcome.exception, error=outcome.error, **fields)
+
+    # -- signals ---------------------------------------------------------------------------
+    def _handle_signals(self) -> None:
+        try:
+            while os.read(self._wakeup_r, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        while self._pending:
+            signum = self._pending.pop(0)
+            action = signals.table(self.options.graceful_term)[signum]
+            name = signal.Signals(signum).name
+            if signum in (signal.SIGTERM, signal.SIGINT) and self.shutdown:
+                self.log.warning("second stop signal: exiting now", signal=name)
+                self.shutdown = self.shutdown_now = True
+                self._kill_child(force=True)
+            elif action is signals.Action.SHUTDOWN:
+                self.log.info("shutting down after the current job", signal=name)
+                self.shutdown = True
+            elif action is signals.Action.SHUTDOWN_NOW:
+                self.log.info("shutting down now", signal=name)
+                self.shutdown = self.shutdown_now = True
+                self._kill_child()
+            elif action is signals.Action.KILL_CHILD:
+                self._kill_child()
+            elif action is signals.Action.PAUSE and not self.paused:
+                self.log.info("pausing", signal=name)
+                self.paused = True
+                self._safe_event("beforePause", self)
+            elif action is signals.Action.RESUME and self.paused:
+                self.log.info("resuming", signal=name)
+                self.paused = False
+                self._safe_event("afterPause", self)
+
+    def _kill_child(self, force: bool = False) -> None:
+        pid = self.child_pid
+        if pid is None:
+            return
+        if self.options.term_child and not force:
+            self.log.info("sending TERM to child", child=pid, timeout=self.options.term_timeout)
+            _killpg(pid, signal.SIGTERM)
+            self._kill_deadline = time.monotonic() + self.options.term_timeout
+        else:
+            self.log.info("killing child", child=pid)
+            _killpg(pid, signal.SIGKILL)
+
+    def _idle(self, seconds: float) -> None:
+        """Sleep, but wake at once for a signal."""
+        try:
+            select.select([self._wakeup_r], [], [], max(0.0, seconds))
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
+            pass
+
+    # -- heartbeat, pruning, outages -------------------------------------------------------
+    def _maybe_heartbeat(self) -> None:
+        if time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + self.options.heartbeat_interval
+        self.store.heartbeat(self.id)
+        self.pruner.prune()
+
+    def _redis_outage(self, exc: BaseException) -> None:
+        """Wait for Redis with capped backoff (waking for signals), then re-register."""
+        self._backoff(exc)
+        try:
+            self.register()
+            self._recover_own_record()
+        except _REDIS_DOWN:
+            return
+
+    def _backoff(self, exc: BaseException) -> None:
+        self._note_redis_down(exc)
+        self._outage_attempts += 1
+        delay = min(defaults.OUTAGE_BACKOFF_CAP, defaults.OUTAGE_BACKOFF_START * 2 ** min(self._outage_attempts, 10))
+        procline.set_title("Waiting for Redis")
+        self._idle(delay)
+        self._handle_signals()
+
+    def _note_redis_down(self, exc: BaseException) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            self._outage_attempts = 0
+            self.log.warning("redis unavailable, retrying with backoff", url=self.resque.settings.display_url,
+                             error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def _redis_back(self) -> None:
+        if self._redis_down_since is not None:
+            self.log.info("redis is back", down_for=round(time.monotonic() - self._redis_down_since, 3))
+            self._redis_down_since = None
+
+    def _until_redis(self, step: Any) -> bool:
+        """Run ``step`` until Redis answers; gives up only on an immediate shutdown."""
+        while not self.shutdown_now:
+            try:
+                step()
+                self._redis_back()
+                return True
+            except _REDIS_DOWN as exc:
+                self._backoff(exc)
+        return False
+
+    def _recover_own_record(self) -> None:
+        """A reserve whose reply was lost (Redis died mid-call) left our record: run that job."""
+        raw = self.store.working_on(self.id)
+        record = wire.decode_working_on(raw) if raw is not None else None
+        if record is None or not isinstance(record.payload, dict):
+            return
+        payload = record.payload
+        started = None
+        if isinstance(payload.get("id"), str):
+            prefix = payload.get("prefix") if isinstance(payload.get("prefix"), str) else ""
+            current = self.store.get_status(self.resque.keys.status(payload["id"], prefix))
+            try:
+                started = wire.decode_status(current).started if current is not None else None
+            except ValueError:
+                started = None
+        self.log.warning("recovering the job our lost reply reserved", job_class=payload.get("class"))
+        self.process(record.queue, wire.encode_payload(payload).encode(), started)
+
+    # == 6. unregister =========================================================================
+    def _teardown(self) -> None:
+        if self._registered:
+            for _ in range(3):
+                try:
+                    self.unregister()
+                    break
+                except _REDIS_DOWN as exc:
+                    self._note_redis_down(exc)
+                    time.sleep(0.5)
+        self._safe_event("workerExit", self)
+        self._remove_pidfile()
+        signal.set_wakeup_fd(-1)
+        for signum in signals.HANDLED:
+            signal.signal(signum, signal.SIG_DFL)
+        for fd in (self._wakeup_r, self._wakeup_w):
+            if fd >= 0:
+                os.close(fd)
+        self.log.info("worker stopped")
+
+    def unregister(self) -> None:
+        """Ruby's unregister; a job still recorded as running is failed first (DirtyExit)."""
+        failure = None
+        raw = self.store.working_on(self.id)
+        record = wire.decode_working_on(raw) if raw is not None else None
+        if record is not None:
+            failure = wire.encode_failure(wire.build_failure(
+                record.payload, "pyresque.DirtyExit", "Job still being processed", [], self.id, record.queue))
+        self.store.unregister_worker(self.id, failure_record=failure)
+        self._registered = False
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _safe_event(self, event: str, *args: Any) -> None:
+        try:
+            hooks.trigger(event, *args)
+        except Exception as exc:
+            self.log.error("event listener failed", event=event, error=f"{type(exc).__name__}: {exc}")
+
+    def _write_pidfile(self) -> None:
+        if self.options.pidfile:
+            try:
+                with open(self.options.pidfile, "w") as handle:
+                    handle.write(f"{self.pid}\n")
+            except OSError as exc:
+                raise ConfigurationError(f"could not write PIDFILE {self.options.pidfile}: {exc.strerror}") from None
+
+    def _remove_pidfile(self) -> None:
+        if self.options.pidfile:
+            try:
+                os.unlink(self.options.pidfile)
+            except OSError:
+                pass
+
+
+def _pidfd_open(pid: int) -> int:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return -1
+    try:
+        return int(opener(pid))
+    except OSError:
+        return -1
+
+
+def _setpgid(pid: int) -> None:
+    """Put the child in its own group from the parent too, so killpg works from the first moment."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:  # it did so itself already, or is gone
+        pass
+
+
+def _killpg(pid: int, signum: int) -> None:
+    """Signal the child's process group (the job and anything it spawned); gone is fine."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
