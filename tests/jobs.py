@@ -1,0 +1,137 @@
+"""Job fixtures for forked workers: loaded by workers with APP_INCLUDE=tests/jobs.py.
+
+Children never talk to Redis, so jobs report through files in $JOB_RECORD_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pyresque
+
+RECORD_DIR = os.environ.get("JOB_RECORD_DIR", "/tmp")
+
+
+def record(name: str, data: object) -> None:
+    path = os.path.join(RECORD_DIR, f"{name}.{os.getpid()}.json")
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle)
+    os.replace(path + ".tmp", path)
+
+
+def records(directory: str, name: str) -> list:
+    out = []
+    for entry in sorted(os.listdir(directory)):
+        if entry.startswith(name + ".") and entry.endswith(".json"):
+            with open(os.path.join(directory, entry)) as handle:
+                out.append(json.load(handle))
+    return out
+
+
+def _title() -> str:
+    with open("/proc/self/cmdline", "rb") as handle:
+        return handle.read().replace(b"\0", b" ").decode().strip()
+
+
+@pyresque.register("PHP_Job", aliases=["App\\Jobs\\PhpJob"])
+class PhpJob:
+    """php-resque style: an instance with self.args, setUp/perform/tearDown."""
+
+    calls: list = []
+
+    def setUp(self):
+        self.calls = ["setUp"]
+
+    def perform(self):
+        self.calls.append("perform")
+        return {"args": self.args, "queue": self.queue, "id": self.job.id}
+
+    def tearDown(self):
+        self.calls.append("tearDown")
+        record("php_job", {"calls": self.calls, "args": self.args, "pid": os.getpid(), "ppid": os.getppid(),
+                           "title": _title()})
+
+
+@pyresque.register("SomeJob")
+class RubyJob:
+    """Ruby style: perform(*args) as a static method, with Ruby's per-class hooks."""
+
+    @staticmethod
+    def before_perform_log(*args):
+        record("ruby_hook_before", list(args))
+
+    @staticmethod
+    def around_perform_wrap(inner, *args):
+        record("ruby_hook_around_in", list(args))
+        result = inner()
+        record("ruby_hook_around_out", list(args))
+        return result
+
+    @staticmethod
+    def perform(*args):
+        record("ruby_job", {"args": list(args), "t": time.time()})
+        return len(args)
+
+    @staticmethod
+    def after_perform_log(*args):
+        record("ruby_hook_after", list(args))
+
+
+@pyresque.register
+class SleepJob:
+    @staticmethod
+    def perform(seconds):
+        record("sleep_started", {"seconds": seconds, "pid": os.getpid(), "title": _title()})
+        time.sleep(seconds)
+        record("sleep_finished", {"seconds": seconds})
+        return "slept"
+
+
+@pyresque.register
+class IdempotentSleepJob:
+    requeue_on_dirty_exit = True
+
+    @staticmethod
+    def perform(seconds):
+        record("idem_started", {"pid": os.getpid()})
+        time.sleep(seconds)
+
+
+@pyresque.register
+class FailJob:
+    @staticmethod
+    def perform(message):
+        raise RuntimeError(message)
+
+
+@pyresque.register
+class ExitJob:
+    @staticmethod
+    def perform(code):
+        os._exit(code)
+
+
+@pyresque.register
+class SelfKillJob:
+    @staticmethod
+    def perform():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pyresque.register
+class SkipJob:
+    def setUp(self):
+        raise pyresque.DontPerform("not today")
+
+    def perform(self):
+        record("skip_job_ran", {})
+
+
+@pyresque.register
+class NoopJob:
+    @staticmethod
+    def perform(*args):
+        return None

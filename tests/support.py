@@ -1,0 +1,101 @@
+"""Running real worker processes in tests, and waiting for what they do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+
+TESTS = Path(__file__).parent
+JOBS = str(TESTS / "jobs.py")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class WorkerProcess:
+    """A real ``pyresque worker`` subprocess with its own log file."""
+
+    def __init__(self, redis_url: str, tmp_path: Path, queue: str = "default", **env: str) -> None:
+        self.redis_url = redis_url
+        self.record_dir = tmp_path / "records"
+        self.record_dir.mkdir(exist_ok=True)
+        self.log_path = tmp_path / f"worker-{time.monotonic_ns()}.log"
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX", "BLOCKING", "TERM_CHILD", "GRACEFUL_TERM")}
+        self.env.update({"REDIS_URL": redis_url, "QUEUE": queue, "INTERVAL": "0.1", "APP_INCLUDE": JOBS,
+                         "JOB_RECORD_DIR": str(self.record_dir), "PYTHONPATH": str(TESTS.parent)})
+        self.env.update(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "pyresque", "worker"], env=self.env,
+                                        stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def worker_id(self, r: redis.Redis, timeout: float = 15) -> str:
+        def registered():
+            for member in r.smembers("resque:workers"):
+                if f":{self.pid}:" in member.decode():
+                    return member.decode()
+            return None
+
+        return wait_for(registered, timeout, what=f"worker {self.pid} to register\n{self.log()}")
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float = 15) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not exit within {timeout}s\n{self.log()}") from None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGQUIT)
+                self.process.wait(10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None:
+            self._log.close()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def records(worker: WorkerProcess, name: str) -> list:
+    import jobs
+
+    return jobs.records(str(worker.record_dir), name)

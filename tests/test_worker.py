@@ -1,0 +1,254 @@
+"""The forking worker, as a real subprocess with real signals, compared with the vectors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from support import WorkerProcess, records, wait_for
+
+import vectors
+from pyresque import Resque
+
+HOST = socket.gethostname()
+
+
+def shape(snapshot: dict, host: str, pid: int, ignore: tuple[str, ...] = ()) -> dict:
+    """Keys (normalised) with their types and whether they expire."""
+    out = {}
+    for key, entry in vectors.normalise_state(snapshot, host, pid).items():
+        if any(part in key for part in ignore):
+            continue
+        out[key] = (entry["type"], entry["ttl"] if entry["ttl"] == -1 else "expiring")
+    return out
+
+
+def vector_host_pid(snapshot: dict) -> tuple[str, int]:
+    for key in snapshot:
+        match = re.match(r"resque:worker:([^:]+):(\d+):", key)
+        if match:
+            return match.group(1), int(match.group(2))
+    raise AssertionError("no worker key in snapshot")
+
+
+def failures(r) -> list[dict]:
+    return [json.loads(item) for item in r.lrange("resque:failed", 0, -1)]
+
+
+def test_php_job_runs_and_state_matches_php_vector(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "PHP_Job", {"name": "x", "n": 1})
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        wid = worker.worker_id(r)
+        wait_for(lambda: resque.status(job_id).status == 4, what="job complete")
+        assert resque.status(job_id).result == {"args": {"name": "x", "n": 1}, "queue": "default", "id": job_id}
+        assert 86390 < r.ttl(f"resque:job:{job_id}:status") <= 86400
+        ran = records(worker, "php_job")[0]
+        assert ran["calls"] == ["setUp", "perform", "tearDown"] and ran["ppid"] == worker.pid
+        assert re.match(r"resque-[0-9.]+: Processing default since \d+ \[PHP_Job\]$", ran["title"])
+        ours = shape(vectors.dump(r), HOST, worker.pid, ignore=("pruning_dead_workers", "workers:heartbeat"))
+        theirs_state = vectors.state(vectors.load("php-resque-v1.3.6/b_worker_success"), "after_complete_worker_idle")
+        theirs = shape(theirs_state, *vector_host_pid(theirs_state))
+        assert ours == theirs
+        assert r.get(f"resque:worker:{wid}:started").decode() == time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(
+            time.mktime(time.strptime(r.get(f"resque:worker:{wid}:started").decode()[:19], "%Y-%m-%d %H:%M:%S"))))
+        beat = r.hget("resque:workers:heartbeat", wid).decode()
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", beat)
+        worker.signal(signal.SIGQUIT)
+        assert worker.wait() == 0
+    after_quit = shape(vectors.dump(r), HOST, worker.pid, ignore=("pruning_dead_workers",))
+    theirs_state = vectors.state(vectors.load("php-resque-v1.3.6/b_worker_success"), "after_quit")
+    assert after_quit == shape(theirs_state, "vm", 0)
+
+
+def test_ruby_job_gets_positional_args_and_hooks_run_in_order(redis_url, r, tmp_path):
+    Resque(redis_url).enqueue("default", "SomeJob", 1, "two", {"k": "v"}, shape="ruby")
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: r.get("resque:stat:processed") == b"1", what="job processed")
+        assert records(worker, "ruby_job")[0]["args"] == [1, "two", {"k": "v"}]
+        times = {name: os.stat(next(worker.record_dir.glob(f"{name}.*.json"))).st_mtime_ns
+                 for name in ("ruby_hook_before", "ruby_hook_around_in", "ruby_job", "ruby_hook_around_out",
+                              "ruby_hook_after")}
+        assert list(times) == sorted(times, key=times.get)
+        assert r.llen("resque:failed") == 0
+
+
+def test_working_on_record_and_titles_during_a_job_match_the_vectors(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "SleepJob", 2)
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        wid = worker.worker_id(r)
+        started = wait_for(lambda: records(worker, "sleep_started"), what="job to start")[0]
+        record = json.loads(r.get(f"resque:worker:{wid}"))
+        assert list(record) == ["queue", "run_at", "payload"]
+        assert record["queue"] == "default" and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", record["run_at"])
+        assert record["payload"]["id"] == job_id
+        assert resque.status(job_id).status == 2
+        ruby = vectors.state(vectors.load("ruby-resque/f2_ruby_worker"), "during_job")
+        ruby_record = json.loads(ruby[f"resque:worker:{':'.join(map(str, vector_host_pid(ruby)))}:default"]["value"])
+        assert list(ruby_record) == list(record)
+        parent = subprocess.run(["ps", "-o", "args=", "-p", str(worker.pid)], capture_output=True, text=True).stdout
+        assert re.match(rf"resque-[0-9.]+: Forked {started['pid']} at \d+$", parent.strip())
+        assert re.match(r"resque-[0-9.]+: Processing default since \d+ \[SleepJob\]$", started["title"])
+        wait_for(lambda: resque.status(job_id).status == 4, what="job complete")
+        assert resque.status(job_id).result == "slept"
+        assert not r.exists(f"resque:worker:{wid}")
+
+
+def test_neighbours_pruning_rules_see_a_live_pyresque_worker(redis_url, r, tmp_path):
+    """Ruby's and php-resque's own pid scans must list our worker, idle and busy."""
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+
+        def scans() -> tuple[bool, bool]:
+            ruby = subprocess.run(
+                "ps -A -o pid,command | grep -E '[r]esque:work|[r]esque:\\sStarting|[r]esque-[0-9]' | grep -v resque-web",
+                shell=True, capture_output=True, text=True).stdout
+            php = subprocess.run("ps -A -o pid,args | grep [r]esque", shell=True, capture_output=True, text=True).stdout
+            pids = lambda text: {int(line.split()[0]) for line in text.splitlines() if line.strip()}  # noqa: E731
+            return worker.pid in pids(ruby), worker.pid in pids(php)
+
+        assert scans() == (True, True)
+        Resque(redis_url).enqueue("default", "SleepJob", 1)
+        wait_for(lambda: records(worker, "sleep_started"), what="job to start")
+        assert scans() == (True, True)
+
+
+def test_failure_records_match_the_vectors_shape(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    failing = resque.enqueue("default", "FailJob", "boom")
+    missing = resque.enqueue("default", "No_Such_Job", {"a": 1})
+    exited = resque.enqueue("default", "ExitJob", 3)
+    killed = resque.enqueue("default", "SelfKillJob")
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        wid = worker.worker_id(r)
+        wait_for(lambda: r.llen("resque:failed") == 4, what="four failures")
+        assert r.get("resque:stat:failed") == b"4" and r.get(f"resque:stat:failed:{wid}") == b"4"
+        assert r.get("resque:stat:processed") == b"4"
+    php = failures_from_vector("php-resque-v1.3.6/c_job_exception", "after_exception_failure")[0]
+    ruby = failures_from_vector("ruby-resque/f2_ruby_worker", "after_failure")[0]
+    ours = failures(r)
+    for record in ours:
+        assert list(record) == list(php) == list(ruby)
+        assert record["worker"] == wid and record["queue"] == "default"
+        assert re.match(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d UTC$", record["failed_at"])
+        assert isinstance(record["backtrace"], list)
+    by_id = {rec["payload"]["id"]: rec for rec in ours}
+    assert (by_id[failing]["exception"], by_id[failing]["error"]) == ("RuntimeError", "boom")
+    assert any("jobs.py" in line and "perform" in line for line in by_id[failing]["backtrace"])
+    assert by_id[missing]["exception"] == "pyresque.JobClassNotFound"
+    assert by_id[missing]["error"].startswith("Could not find job class No_Such_Job.")
+    assert (by_id[exited]["exception"], by_id[exited]["error"]) == ("pyresque.DirtyExit", "Job exited with exit code 3")
+    assert (by_id[killed]["exception"], by_id[killed]["error"]) == ("pyresque.DirtyExit", "Job exited abnormally")
+    php_dirty = failures_from_vector("php-resque-v1.3.6/e_dirty_exit", "after_exit1")[0]
+    assert php_dirty["error"] == "Job exited with exit code 1"
+    for job_id in (failing, missing, exited, killed):
+        assert resque.status(job_id).status == 3
+
+
+def failures_from_vector(name: str, state: str) -> list[dict]:
+    return [json.loads(v) for v in vectors.state(vectors.load(name), state)["resque:failed"]["value"]]
+
+
+@pytest.mark.parametrize(
+    "item, reason",
+    [
+        (b"this is not json", "payload is not JSON"),
+        (b'{"args":[1]}', "payload has no 'class' string"),
+        (b'{"class":"PHP_Job","args":{"a":1}}', "payload 'args' is a JSON dict, not a list"),
+        (b'\xff\xfe{"class":"X"}', "payload is not UTF-8"),
+        (b'[1,2,3]', "payload is a JSON list, not an object"),
+    ],
+)
+def test_bad_queue_items_go_to_failed_and_the_worker_keeps_going(redis_url, r, tmp_path, item, reason):
+    r.sadd("resque:queues", "default")
+    r.rpush("resque:queue:default", item)
+    resque = Resque(redis_url)
+    good = resque.enqueue("default", "PHP_Job", {"after": True})
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(good).status == 4, what="the good job after the bad one")
+    [record] = failures(r)
+    assert record["exception"] == "pyresque.InvalidPayload" and record["error"].startswith(reason)
+    raw = record["payload"]
+    assert raw["raw"] == item.decode("utf-8", "backslashreplace")
+    if "raw_base64" in raw:
+        import base64
+
+        assert base64.b64decode(raw["raw_base64"]) == item
+
+
+def test_unknown_class_with_id_sets_status_failed(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "os.system", "echo pwned")
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(job_id).status == 3, what="failed status")
+    assert "Could not find job class os.system" in failures(r)[0]["error"]
+
+
+def test_dont_perform_skips_without_failing(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "SkipJob")
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(job_id).status == 4, what="skipped job complete")
+        assert resque.status(job_id).result is False  # php-resque's DontPerform result
+        assert not records(worker, "skip_job_ran") and r.llen("resque:failed") == 0
+
+
+def test_blocking_mode_takes_queues_in_priority_order(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    low = resque.enqueue("default", "SomeJob", "low")
+    high = resque.enqueue("high", "SomeJob", "high")
+    with WorkerProcess(redis_url, tmp_path, queue="high,default", BLOCKING="1", INTERVAL="1") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: r.get("resque:stat:processed") == b"2", what="both jobs")
+        runs = sorted(records(worker, "ruby_job"), key=lambda rec: rec["t"])
+        assert [rec["args"] for rec in runs] == [["high"], ["low"]]
+        assert resque.status(low).status == 4 and resque.status(high).status == 4
+
+
+def test_blocking_job_never_skips_running(redis_url, r, tmp_path):
+    """php-resque with BLOCKING can go 1 -> 4 (vector b4); ours always records RUNNING first."""
+    resque = Resque(redis_url)
+    with WorkerProcess(redis_url, tmp_path, BLOCKING="1", INTERVAL="2") as worker:
+        worker.worker_id(r)
+        time.sleep(0.2)
+        job_id = resque.enqueue("default", "SleepJob", 0.5)
+        wait_for(lambda: resque.status(job_id).status == 2, what="RUNNING")
+        wait_for(lambda: resque.status(job_id).status == 4, what="COMPLETE")
+
+
+def test_count_above_one_is_a_clear_error(redis_url, tmp_path):
+    worker = WorkerProcess(redis_url, tmp_path, COUNT="3").start()
+    assert worker.wait() == 2
+    assert "COUNT=3" in worker.log() and "Traceback" not in worker.log()
+
+
+def test_missing_queue_and_bad_include_are_clear_errors(redis_url, tmp_path):
+    bad = WorkerProcess(redis_url, tmp_path, QUEUE="", APP_INCLUDE=str(tmp_path / "nope.py")).start()
+    assert bad.wait() == 2 and "Traceback" not in bad.log()
+    include = WorkerProcess(redis_url, tmp_path, APP_INCLUDE=str(tmp_path / "nope.py")).start()
+    assert include.wait() == 2 and "does not exist" in include.log()
+
+
+def test_json_logging_has_one_line_per_job_start_and_end(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "PHP_Job", {})
+    with WorkerProcess(redis_url, tmp_path, LOGGING="json") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(job_id).status == 4, what="job")
+        worker.signal(signal.SIGQUIT)
+        worker.wait()
+    lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    events = [line for line in lines if line.get("job_id") == job_id]
+    assert [e["event"] for e in events] == ["job started", "job done"]
+    assert events[1]["outcome"] == "complete" and events[1]["job_class"] == "PHP_Job" and events[1]["duration"] >= 0
