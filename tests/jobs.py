@@ -135,3 +135,12 @@ class NoopJob:
     @staticmethod
     def perform(*args):
         return None
+
+
+@pyresque.register
+class IgnoreTermJob:
+    @staticmethod
+    def perform(seconds):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        record("ignore_term_started", {"pid": os.getpid()})
+        time.sleep(seconds)
