@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from . import log
+from . import defaults, log
 from .cli_common import UsageProblem, handle_errors, open_resque
 from .exceptions import ConfigurationError
 from .jobclass import JobResolver, load_include
@@ -41,6 +41,12 @@ def _flag(value: str | None) -> bool:
               show_default=True, help="Seconds the job gets after TERM (env RESQUE_TERM_TIMEOUT).")
 @click.option("--graceful-term", envvar="GRACEFUL_TERM", default=None,
               help="TERM finishes the job like QUIT (env GRACEFUL_TERM; for systemd/Kubernetes stops).")
+@click.option("--heartbeat-interval", envvar="PYRESQUE_HEARTBEAT_INTERVAL", type=click.FloatRange(min=0.05),
+              default=defaults.HEARTBEAT_INTERVAL, show_default=True,
+              help="Seconds between heartbeats (and prunes); keep it well under the prune interval.")
+@click.option("--prune-interval", envvar="PYRESQUE_PRUNE_INTERVAL", type=click.FloatRange(min=1),
+              default=defaults.PRUNE_INTERVAL, show_default=True,
+              help="A heartbeat older than this marks a worker dead (Ruby's Resque.prune_interval).")
 @click.option("--logging", "log_format", envvar="LOGGING", default="console",
               help="Log format: console or json (env LOGGING; php's LOGGING=1 means verbose console).")
 @click.option("--verbose", envvar="VERBOSE", default=None, help="Log job starts and ends (env VERBOSE; default on).")
@@ -51,7 +57,7 @@ def _flag(value: str | None) -> bool:
 @handle_errors
 def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
            allowed: tuple[str, ...], pidfile: str | None, inline: bool, term_child: str | None, term_timeout: float,
-           graceful_term: str | None, log_format: str, verbose: str | None, vverbose: str | None,
+           graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str, verbose: str | None, vverbose: str | None,
            prefix: str | None, redis_url: str | None) -> None:
     """Run a Resque worker: QUEUE=default pyresque-worker.
 
@@ -81,6 +87,8 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         term_child=_flag(term_child),
         graceful_term=_flag(graceful_term),
         term_timeout=term_timeout,
+        heartbeat_interval=heartbeat_interval,
+        prune_interval=prune_interval,
         pidfile=pidfile,
     )
     code = Worker(resque, queues, options, JobResolver(modules, prefixes)).work()

@@ -110,6 +110,15 @@ return 1
 """
 
 
+# KEYS: pruning_dead_workers_in_progress;  ARGV: our worker id
+# Release the prune lock only if we still hold it. (Ruby lets it expire after 60 s; releasing
+# ours at once lets the next worker start prune promptly.)
+RELEASE_LOCK_LUA = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class AllPaused(Exception):
     """Ruby's ``pause-all-workers`` flag is set: reserve nothing."""
 
@@ -126,6 +135,7 @@ class DataStore:
         self._finish = client.register_script(FINISH_LUA)
         self._update_status = client.register_script(UPDATE_STATUS_LUA)
         self._edit_failed = client.register_script(EDIT_FAILED_LUA)
+        self._release_lock = client.register_script(RELEASE_LOCK_LUA)
 
     # -- queue access ------------------------------------------------------------------------
     def push(self, queue: str, item: str, status_key: str | None = None, status_packet: str | None = None) -> None:
@@ -323,6 +333,9 @@ class DataStore:
 
     def take_prune_lock(self, worker_id: str, ttl: int = defaults.PRUNE_LOCK_TTL) -> bool:
         return bool(self.redis.set(self.keys.prune_lock, worker_id, nx=True, ex=ttl))
+
+    def release_prune_lock(self, worker_id: str) -> None:
+        self._release_lock(keys=[self.keys.prune_lock], args=[worker_id])
 
     def all_paused(self) -> bool:
         value = self.redis.get(self.keys.pause_all)

@@ -57,6 +57,12 @@ class Pruner:
         """Prune dead workers if this worker wins the lock; returns the ids pruned."""
         if not self.store.take_prune_lock(self.worker_id):
             return []
+        try:
+            return self._prune_locked()
+        finally:
+            self.store.release_prune_lock(self.worker_id)
+
+    def _prune_locked(self) -> list[str]:
         pruned: list[str] = []
         now = self.store.server_time()
         registered = set(self.store.worker_ids())
