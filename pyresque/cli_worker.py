@@ -57,7 +57,8 @@ def _flag(value: str | None) -> bool:
 @handle_errors
 def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
            allowed: tuple[str, ...], pidfile: str | None, inline: bool, term_child: str | None, term_timeout: float,
-           graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str, verbose: str | None, vverbose: str | None,
+           graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
+           verbose: str | None, vverbose: str | None,
            prefix: str | None, redis_url: str | None) -> None:
     """Run a Resque worker: QUEUE=default pyresque-worker.
 

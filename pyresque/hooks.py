@@ -47,7 +47,23 @@ def trigger(event: str, *args: Any) -> None:
         callback(*args)
 
 
+_hook_names: dict[tuple[int, str], list[str]] = {}
+
+
 def class_hooks(target: Any, prefix: str) -> list[Callable[..., Any]]:
-    """Ruby's rule: every callable attribute starting with ``prefix``, sorted by name."""
-    names = sorted(name for name in dir(target) if name.startswith(prefix))
-    return [getattr(target, name) for name in names if callable(getattr(target, name, None))]
+    """Ruby's rule: every callable attribute starting with ``prefix``, sorted by name.
+
+    The names are looked up once per class (in the worker parent, so every forked child
+    inherits them) rather than with ``dir()`` on every job.
+    """
+    key = (id(target), prefix)
+    names = _hook_names.get(key)
+    if names is None:
+        names = sorted(name for name in dir(target) if name.startswith(prefix))
+        _hook_names[key] = names
+    return [hook for hook in (getattr(target, name, None) for name in names) if callable(hook)]
+
+
+def warm_class_hooks(target: Any) -> None:
+    for prefix in ("before_perform", "around_perform", "after_perform", "on_failure"):
+        class_hooks(target, prefix)

@@ -23,12 +23,23 @@ except ImportError:  # pragma: no cover - setproctitle is a dependency; stay usa
         pass
 
 
+_last_title = ""
+
+
 def prefix() -> str:
     return f"{os.environ.get('RESQUE_PROCLINE_PREFIX', '')}resque-{defaults.PROCLINE_VERSION}"
 
 
+_PREFIX = prefix()
+
+
 def set_title(status: str) -> None:
-    _set_title(f"{prefix()}: {status}")
+    """Set ``resque-<version>: <status>``; a repeat of the current title costs nothing."""
+    global _last_title
+    title = f"{_PREFIX}: {status}"
+    if title != _last_title:
+        _set_title(title)
+        _last_title = title
 
 
 def starting() -> None:

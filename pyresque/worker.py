@@ -245,6 +245,7 @@ class Worker:
         except JobClassNotFound as exc:
             self._fail_here(job, started, exc, begun)
             return
+        hooks.warm_class_hooks(target)
         self.log.info("job started", job_id=job.id, job_class=job.job_class, queue=queue)
         self._safe_event("beforeFork", job)
         try:

@@ -8,8 +8,8 @@ import signal
 import socket
 import time
 
-from pyresque import Resque, payload as wire
-
+from pyresque import Resque
+from pyresque import payload as wire
 from support import WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()
@@ -88,8 +88,6 @@ def test_live_neighbours_are_not_pruned(redis_url, r, tmp_path):
 
 
 def test_heartbeat_is_refreshed_on_its_timer(redis_url, r, tmp_path):
-    from pyresque.queue import Resque as _R  # noqa: F401 - the worker subprocess reads the env below
-
     with WorkerProcess(redis_url, tmp_path, PYRESQUE_HEARTBEAT_INTERVAL="0.5") as worker:
         wid = worker.worker_id(r)
         first = r.hget("resque:workers:heartbeat", wid)

@@ -6,10 +6,9 @@ import json
 import signal
 import time
 
-from support import WorkerProcess, records, wait_for
-
 import vectors
 from pyresque import Resque
+from support import WorkerProcess, records, wait_for
 
 
 def _start_sleep_job(redis_url, r, tmp_path, seconds=4, **env):
@@ -39,7 +38,8 @@ def test_quit_finishes_the_job_then_exits(redis_url, r, tmp_path):
         assert records(worker, "sleep_finished")
         assert resque.status(job_id).status == 4
         assert _unregistered(r, wid) and r.llen("resque:failed") == 0
-        php = json.loads(_vector_after("s_signal_quit")[next(k for k in _vector_after("s_signal_quit") if k.endswith(":status"))]["value"])
+        php_state = _vector_after("s_signal_quit")
+        php = json.loads(php_state[next(k for k in php_state if k.endswith(":status"))]["value"])
         assert php["status"] == resque.status(job_id).status
     finally:
         worker.stop()

@@ -11,10 +11,10 @@ import subprocess
 import time
 
 import pytest
-from support import WorkerProcess, records, wait_for
 
 import vectors
 from pyresque import Resque
+from support import WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()
 
