@@ -194,5 +194,9 @@ from .cli_worker import worker, worker_main  # noqa: E402,F401 - worker_main: py
 
 main.add_command(worker)
 
+from .cli_failed import failed  # noqa: E402
+
+main.add_command(failed)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

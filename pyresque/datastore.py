@@ -119,6 +119,21 @@ return 0
 """
 
 
+# KEYS: failed, queues, queue:<q>, status key;  ARGV: index, expected record, updated record,
+#       queue name, payload, status packet ('' for none)
+# Ruby's requeue (LSET the record with retried_at, SADD queues, RPUSH the job) in one step, only if
+# the record at the index is still the one the caller saw. A script, not WATCH: workers appending
+# failures would abort a WATCHed transaction again and again.
+REQUEUE_FAILED_LUA = r"""
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+return 1
+"""
+
+
 class AllPaused(Exception):
     """Ruby's ``pause-all-workers`` flag is set: reserve nothing."""
 
@@ -135,6 +150,7 @@ class DataStore:
         self._finish = client.register_script(FINISH_LUA)
         self._update_status = client.register_script(UPDATE_STATUS_LUA)
         self._edit_failed = client.register_script(EDIT_FAILED_LUA)
+        self._requeue_failed = client.register_script(REQUEUE_FAILED_LUA)
         self._release_lock = client.register_script(RELEASE_LOCK_LUA)
 
     # -- queue access ------------------------------------------------------------------------
@@ -403,21 +419,9 @@ class DataStore:
     def requeue_failed(self, index: int, expected: bytes, updated_record: str, queue: str, item: str,
                        status_key: str | None, status_packet: str | None) -> bool:
         """Mark a failure as retried and push its job again, only if the record is unchanged."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(self.keys.failed)
-                if pipe.lindex(self.keys.failed, index) != expected:
-                    return False
-                pipe.multi()
-                pipe.lset(self.keys.failed, index, updated_record)
-                if status_key is not None:
-                    pipe.set(status_key, status_packet)
-                pipe.sadd(self.keys.queues, queue)
-                pipe.rpush(self.keys.queue(queue), item)
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return False
+        keys = [self.keys.failed, self.keys.queues, self.keys.queue(queue), status_key or self.keys.status("-")]
+        args: list[Any] = [index, expected, updated_record, queue, item, status_packet if status_key else ""]
+        return bool(self._requeue_failed(keys=keys, args=args))
 
 
 def _text(value: Any) -> str:
