@@ -113,7 +113,8 @@ class Pruner:
         job_id = payload.get("id")
         if not isinstance(job_id, str):
             return
-        prefix = payload.get("prefix") if isinstance(payload.get("prefix"), str) else ""
+        prefix = payload.get("prefix")
+        prefix = prefix if isinstance(prefix, str) else ""
         key = self.store.keys.status(job_id, prefix)
         current = self.store.get_status(key)
         started = None

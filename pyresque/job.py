@@ -151,7 +151,11 @@ def run(job: Job, target: Any, after_fork: bool = False) -> Outcome:
 
 def _perform(job: Job, target: Any) -> Any:
     if is_ruby_style(target):
-        call: Callable[[], Any] = lambda: target.perform(*job.args) if isinstance(target, type) else target(*job.args)  # noqa: E731
+        runner: Callable[..., Any] = target.perform if isinstance(target, type) else target
+
+        def call() -> Any:
+            return runner(*job.args)
+
         return _around(target, job.args, call)
     instance = target()
     instance.args = wire.php_args(job.args)

@@ -478,7 +478,8 @@ class Worker:
         payload = record.payload
         started = None
         if isinstance(payload.get("id"), str):
-            prefix = payload.get("prefix") if isinstance(payload.get("prefix"), str) else ""
+            prefix = payload.get("prefix")
+            prefix = prefix if isinstance(prefix, str) else ""
             current = self.store.get_status(self.resque.keys.status(payload["id"], prefix))
             try:
                 started = wire.decode_status(current).started if current is not None else None
