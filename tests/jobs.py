@@ -144,3 +144,53 @@ class IgnoreTermJob:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         record("ignore_term_started", {"pid": os.getpid()})
         time.sleep(seconds)
+
+
+@pyresque.register
+class SysExitJob:
+    @staticmethod
+    def perform():
+        raise SystemExit(3)
+
+
+@pyresque.register
+class InterruptJob:
+    @staticmethod
+    def perform():
+        raise KeyboardInterrupt()
+
+
+@pyresque.register
+class BadConstructorJob:
+    def __init__(self):
+        raise TypeError("cannot build")
+
+    def perform(self):
+        return 1
+
+
+@pyresque.register
+class UnserialisableResultJob:
+    @staticmethod
+    def perform():
+        return {1, 2, 3}
+
+
+@pyresque.register
+class HookRaisesJob:
+    @staticmethod
+    def before_perform_check(*args):
+        raise ValueError("hook says no")
+
+    @staticmethod
+    def perform():
+        record("hook_raises_ran", {})
+
+
+@pyresque.register
+class SetUpRaisesJob:
+    def setUp(self):
+        raise LookupError("setUp broke")
+
+    def perform(self):
+        record("setup_raises_ran", {})

@@ -252,3 +252,25 @@ def test_json_logging_has_one_line_per_job_start_and_end(redis_url, r, tmp_path)
     events = [line for line in lines if line.get("job_id") == job_id]
     assert [e["event"] for e in events] == ["job started", "job done"]
     assert events[1]["outcome"] == "complete" and events[1]["job_class"] == "PHP_Job" and events[1]["duration"] >= 0
+
+
+def test_misbehaving_jobs_fail_precisely_and_the_worker_keeps_going(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    ids = {name: resque.enqueue("default", name) for name in (
+        "SysExitJob", "InterruptJob", "BadConstructorJob", "UnserialisableResultJob", "HookRaisesJob", "SetUpRaisesJob")}
+    last = resque.enqueue("default", "PHP_Job", {"last": True})
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(last).status == 4, what=f"the last job\n{worker.log()}")
+        assert not records(worker, "hook_raises_ran") and not records(worker, "setup_raises_ran")
+    by_class = {f["payload"]["class"]: f for f in failures(r)}
+    assert (by_class["SysExitJob"]["exception"], by_class["SysExitJob"]["error"]) == ("SystemExit", "3")
+    assert by_class["InterruptJob"]["exception"] == "KeyboardInterrupt"
+    assert (by_class["BadConstructorJob"]["exception"], by_class["BadConstructorJob"]["error"]) == ("TypeError", "cannot build")
+    assert (by_class["HookRaisesJob"]["exception"], by_class["HookRaisesJob"]["error"]) == ("ValueError", "hook says no")
+    assert by_class["SetUpRaisesJob"]["exception"] == "LookupError"
+    assert "UnserialisableResultJob" not in by_class
+    result = resque.status(ids["UnserialisableResultJob"]).result
+    assert result["unserialisable"] == "set" and result["repr"] == "{1, 2, 3}"
+    for name, job_id in ids.items():
+        assert resque.status(job_id).status == (4 if name == "UnserialisableResultJob" else 3), name
