@@ -51,6 +51,8 @@ def _flag(value: str | None) -> bool:
               help="Log format: console or json (env LOGGING; php's LOGGING=1 means verbose console).")
 @click.option("--verbose", envvar="VERBOSE", default=None, help="Log job starts and ends (env VERBOSE; default on).")
 @click.option("--vverbose", envvar="VVERBOSE", default=None, help="Debug logging (env VVERBOSE).")
+@click.option("--supervisor-pid", envvar="PYRESQUE_SUPERVISOR_PID", type=int, default=None, hidden=True,
+              help="Set by the master: exit gracefully when this process is no longer our parent.")
 @click.option("--prefix", envvar="PREFIX", default=None, help="Key namespace (env PREFIX; default 'resque').")
 @click.option("--redis-url", envvar="REDIS_URL", default=None,
               help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")
@@ -58,7 +60,7 @@ def _flag(value: str | None) -> bool:
 def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
            allowed: tuple[str, ...], pidfile: str | None, inline: bool, term_child: str | None, term_timeout: float,
            graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
-           verbose: str | None, vverbose: str | None,
+           verbose: str | None, vverbose: str | None, supervisor_pid: int | None,
            prefix: str | None, redis_url: str | None) -> None:
     """Run a Resque worker: QUEUE=default pyresque-worker.
 
@@ -91,6 +93,7 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         heartbeat_interval=heartbeat_interval,
         prune_interval=prune_interval,
         pidfile=pidfile,
+        supervisor_pid=supervisor_pid,
     )
     code = Worker(resque, queues, options, JobResolver(modules, prefixes)).work()
     sys.exit(code)

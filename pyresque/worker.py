@@ -44,6 +44,9 @@ class WorkerOptions:
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     prune_interval: float = defaults.PRUNE_INTERVAL
     pidfile: str | None = None
+    #: pid of the supervising master; when this worker's parent is no longer it (the master
+    #: died), the worker finishes its job and exits instead of running unsupervised forever.
+    supervisor_pid: int | None = None
 
 
 class Worker:
@@ -151,6 +154,7 @@ class Worker:
     def _run_loop(self) -> None:
         while True:
             self._handle_signals()
+            self._check_supervisor()
             if self.shutdown:
                 return
             try:
@@ -326,11 +330,20 @@ class Worker:
 
     def _timer_timeout(self) -> float:
         deadlines = [self._next_beat]
+        if self.options.supervisor_pid is not None:
+            deadlines.append(time.monotonic() + 1.0)  # notice a dead master within a second
         if self._kill_deadline is not None:
             deadlines.append(self._kill_deadline)
         return max(0.0, min(deadlines) - time.monotonic())
 
+    def _check_supervisor(self) -> None:
+        supervisor = self.options.supervisor_pid
+        if supervisor is not None and not self.shutdown and os.getppid() != supervisor:
+            self.log.warning("supervising master is gone: finishing the current job, then exiting", master=supervisor)
+            self.shutdown = True
+
     def _child_timers(self, pid: int) -> None:
+        self._check_supervisor()
         if self._kill_deadline is not None and time.monotonic() >= self._kill_deadline:
             self.log.warning("child ignored TERM, killing it", child=pid)
             _killpg(pid, signal.SIGKILL)
@@ -415,7 +428,9 @@ class Worker:
             _killpg(pid, signal.SIGKILL)
 
     def _idle(self, seconds: float) -> None:
-        """Sleep, but wake at once for a signal."""
+        """Sleep, but wake at once for a signal (and every second under a supervisor)."""
+        if self.options.supervisor_pid is not None:
+            seconds = min(seconds, 1.0)
         try:
             select.select([self._wakeup_r], [], [], max(0.0, seconds))
         except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity

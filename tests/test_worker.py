@@ -274,3 +274,17 @@ def test_misbehaving_jobs_fail_precisely_and_the_worker_keeps_going(redis_url, r
     assert result["unserialisable"] == "set" and result["repr"] == "{1, 2, 3}"
     for name, job_id in ids.items():
         assert resque.status(job_id).status == (4 if name == "UnserialisableResultJob" else 3), name
+
+
+def test_a_worker_whose_master_is_gone_finishes_its_job_and_exits(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "SleepJob", 1)
+    # our parent is the test process, not pid 1: the worker believes its master has died
+    worker = WorkerProcess(redis_url, tmp_path, PYRESQUE_SUPERVISOR_PID="1").start()
+    try:
+        assert worker.wait(10) == 0
+        assert "supervising master is gone" in worker.log()
+        assert resque.status(job_id).status in (1, 4)  # never killed half-way
+        assert r.scard("resque:workers") == 0
+    finally:
+        worker.stop()
