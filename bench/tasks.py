@@ -1,0 +1,470 @@
+"""The bench's tasks: what each one runs and measures, in one place (run.py schedules them).
+
+Every task runs inside a fresh ``run.py --one NAME`` process, after FLUSHDB, and returns a
+dict with at least ``value`` (or ``jobs`` and ``seconds``, from which run.py derives jobs/s).
+A task that cannot be measured raises :class:`BenchError` with what went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH = Path(__file__).resolve().parent
+# Not resolved: a venv's python is a symlink, and its bin/ is where the peers' CLIs are.
+VENV_BIN = Path(sys.executable).parent
+QUEUE = "bench"
+POLL = 0.002  # LLEN poll period, as in perf-anchors: the timer error is <= 2 ms at each end
+
+# Variables that would change what a worker or producer does; never inherited from the shell.
+_SCRUB = (
+    "QUEUE", "QUEUES", "INTERVAL", "BLOCKING", "COUNT", "APP_INCLUDE", "REDIS_URL", "REDIS_BACKEND",
+    "REDIS_BACKEND_DB", "PREFIX", "VERBOSE", "VVERBOSE", "LOGGING", "PIDFILE", "PYTHONPATH",
+    "PYRESQUE_INLINE", "ALLOWED_MODULES", "TERM_CHILD", "GRACEFUL_TERM", "RESQUE_TERM_TIMEOUT",
+    "RQ_REDIS_URL", "CELERY_BROKER_URL", "BENCH_REDIS_URL",
+)
+
+
+class BenchError(Exception):
+    """A task that could not be measured; ``info`` goes into the raw results."""
+
+    def __init__(self, message: str, **info: Any) -> None:
+        super().__init__(message)
+        self.info = info
+
+
+class Ctx:
+    """What a task may use: the options of the run, a private temp dir and a Redis client."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.url: str = args.redis_url
+        self.drain_jobs: int = args.drain_jobs
+        self.enqueue_jobs: int = args.enqueue_jobs
+        self.probes: int = args.probes
+        self.timeout: float = args.task_timeout
+        self.workdir = workdir
+        import redis
+
+        self.redis = redis.Redis.from_url(self.url)
+
+
+TaskFn = Callable[[Ctx], dict]
+# name -> (what it runs, unit of its "value", group). Throughput in jobs/s (higher is better),
+# latency as p50 ms (lower is better). Groups: "default" (throughput) and "latency".
+TASKS: dict[str, tuple[str, str, str]] = {}
+TASK_FNS: dict[str, TaskFn] = {}
+JOBS_S, P50_MS = "jobs/s", "p50 ms"
+
+
+def task(name: str, what: str, unit: str = JOBS_S, group: str = "default") -> Callable[[TaskFn], TaskFn]:
+    def add(fn: TaskFn) -> TaskFn:
+        TASKS[name] = (what, unit, group)
+        TASK_FNS[name] = fn
+        return fn
+    return add
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update(extra)
+    return env
+
+
+def start_worker(ctx: Ctx, argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    """Start a worker in its own session, its output (stdout+stderr) to a file kept for errors."""
+    log = ctx.workdir / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env=env, cwd=BENCH, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return proc, log
+
+
+def log_tail(log: Path, limit: int = 4000) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-limit:]
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Last resort for a worker we started: SIGKILL its process group (its session, by its pid)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def wait_exit(proc: subprocess.Popen, timeout: float, what: str, log: Path) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise BenchError(f"{what}: worker did not exit within {timeout:.0f}s", worker_log=log_tail(log)) from None
+
+
+def time_drain(ctx: Ctx, key: str, n: int, proc: subprocess.Popen, log: Path) -> dict:
+    """Poll LLEN every 2 ms: t0 = first poll that sees fewer than n jobs, t1 = first that sees 0."""
+    r = ctx.redis
+    launched = time.monotonic()
+    t0 = None
+    last_len, last_change = n, launched
+    while True:
+        now = time.monotonic()
+        length = r.llen(key)
+        if t0 is None and length < n:
+            t0 = now
+        if length == 0:
+            t1 = now
+            break
+        if length != last_len:
+            last_len, last_change = length, now
+        rc = proc.poll()
+        if rc is not None:
+            raise BenchError(f"worker exited with status {rc} while {length} of {n} jobs were still queued",
+                             returncode=rc, worker_log=log_tail(log))
+        stalled = now - last_change > (60.0 if t0 is None else 30.0)
+        if stalled or now - launched > ctx.timeout:
+            done = n - length
+            partial = done / (now - t0) if t0 is not None and now > t0 else 0.0
+            kill_group(proc)
+            raise BenchError(
+                f"{'stalled' if stalled else 'timed out'} after {now - launched:.1f}s with {length} of {n} jobs queued "
+                f"({done} drained, {partial:.2f} jobs/s)", drained=done, partial_rate=partial, worker_log=log_tail(log))
+        time.sleep(POLL)
+    assert t0 is not None
+    return {"jobs": n, "seconds": t1 - t0, "startup_s": t0 - launched, "_drained_at": t1}
+
+
+# -- pyresque --------------------------------------------------------------------------------
+
+def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False) -> dict:
+    import pyresque
+    from pyresque.keys import Keys
+
+    n = ctx.drain_jobs
+    keys = Keys("resque")
+    pyresque.Resque(ctx.url, "resque").enqueue_many(QUEUE, "NoopJob", [[] for _ in range(n)], track=False)
+    if ctx.redis.llen(keys.queue(QUEUE)) != n:
+        raise BenchError("enqueue_many did not queue every job")
+    exe = VENV_BIN / "pyresque-worker"
+    env = clean_env(QUEUE=QUEUE, INTERVAL="0", APP_INCLUDE=str(BENCH / "jobs.py"), REDIS_URL=ctx.url)
+    if blocking:
+        env.update(BLOCKING="1", INTERVAL="0.5")
+    if inline:
+        env.update(PYRESQUE_INLINE="1")
+    proc, log = start_worker(ctx, [str(exe)], env)
+    try:
+        res = time_drain(ctx, keys.queue(QUEUE), n, proc, log)
+        drained_at = res.pop("_drained_at")
+        if blocking:
+            proc.send_signal(signal.SIGQUIT)  # graceful: finish the job in hand, then exit
+        rc = wait_exit(proc, 30.0, "pyresque-worker", log)
+        res["exit_s"] = time.monotonic() - drained_at
+        if rc != 0:
+            raise BenchError(f"pyresque-worker exited with status {rc}", returncode=rc, worker_log=log_tail(log))
+    finally:
+        kill_group(proc)
+    processed = int(ctx.redis.get(keys.stat("processed")) or 0)
+    failed = int(ctx.redis.get(keys.stat("failed")) or 0)
+    res.update(processed=processed, failed=failed)
+    if processed != n or failed:
+        raise BenchError(f"stat:processed = {processed}, stat:failed = {failed}, expected {n} and 0",
+                         worker_log=log_tail(log), **res)
+    return res
+
+
+@task("drain:pyresque-fork", "pyresque-worker, fork per job, burst (INTERVAL=0)")
+def drain_pyresque_fork(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, blocking=False)
+
+
+@task("drain:pyresque-fork-blocking", "pyresque-worker, fork per job, BLOCKING=1 INTERVAL=0.5, SIGQUIT when drained")
+def drain_pyresque_fork_blocking(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, blocking=True)
+
+
+@task("drain:pyresque-inline", "pyresque-worker --inline (PYRESQUE_INLINE=1: no fork), burst")
+def drain_pyresque_inline(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, inline=True)
+
+
+# -- RQ ----------------------------------------------------------------------------------------
+
+def rq_enqueue_bulk(ctx: Ctx, n: int, batch: int = 1000) -> Any:
+    import rq_jobs
+    from rq import Queue
+
+    q = Queue(QUEUE, connection=ctx.redis)
+    for start in range(0, n, batch):
+        with ctx.redis.pipeline() as pipe:
+            q.enqueue_many([Queue.prepare_data(rq_jobs.noop) for _ in range(min(batch, n - start))], pipeline=pipe)
+            pipe.execute()
+    return q
+
+
+def rq_drain(ctx: Ctx, worker_class: str | None) -> dict:
+    from rq.registry import FailedJobRegistry, FinishedJobRegistry
+
+    n = ctx.drain_jobs
+    q = rq_enqueue_bulk(ctx, n)
+    if ctx.redis.llen(q.key) != n:
+        raise BenchError("RQ enqueue_many did not queue every job")
+    argv = [str(VENV_BIN / "rq"), "worker", "--burst", "--url", ctx.url, "--path", str(BENCH)]
+    if worker_class:
+        argv += ["-w", worker_class]
+    proc, log = start_worker(ctx, argv + [QUEUE], clean_env())
+    try:
+        res = time_drain(ctx, q.key, n, proc, log)
+        drained_at = res.pop("_drained_at")
+        rc = wait_exit(proc, 30.0, "rq worker", log)
+        res["exit_s"] = time.monotonic() - drained_at
+        if rc != 0:
+            raise BenchError(f"rq worker exited with status {rc}", returncode=rc, worker_log=log_tail(log))
+    finally:
+        kill_group(proc)
+    finished = FinishedJobRegistry(QUEUE, connection=ctx.redis).count
+    failed = FailedJobRegistry(QUEUE, connection=ctx.redis).count
+    res.update(finished=finished, failed=failed)
+    if finished != n:
+        raise BenchError(f"RQ finished registry holds {finished} jobs (failed {failed}), expected {n}",
+                         worker_log=log_tail(log), **res)
+    return res
+
+
+@task("drain:rq-worker", "rq worker --burst (Worker: fork per job)")
+def drain_rq_worker(ctx: Ctx) -> dict:
+    return rq_drain(ctx, None)
+
+
+@task("drain:rq-simple", "rq worker --burst -w rq.worker.SimpleWorker (no fork)")
+def drain_rq_simple(ctx: Ctx) -> dict:
+    return rq_drain(ctx, "rq.worker.SimpleWorker")
+
+
+# -- Celery ------------------------------------------------------------------------------------
+
+@task("drain:celery-solo", "celery worker --pool=solo (no fork), SIGTERM when drained")
+def drain_celery_solo(ctx: Ctx) -> dict:
+    os.environ["BENCH_REDIS_URL"] = ctx.url
+    import celery_jobs
+
+    n = ctx.drain_jobs
+    for _ in range(n):
+        celery_jobs.noop.apply_async()
+    if ctx.redis.llen(celery_jobs.QUEUE) != n:
+        raise BenchError("Celery apply_async did not queue every task")
+    node = f"bench-{os.getpid()}@{platform.node()}"
+    argv = [str(VENV_BIN / "celery"), "-A", "celery_jobs", "worker", "--pool=solo", "-Q", celery_jobs.QUEUE,
+            "--loglevel=WARNING", "-n", node]
+    proc, log = start_worker(ctx, argv, clean_env(BENCH_REDIS_URL=ctx.url, PYTHONPATH=str(BENCH)))
+    try:
+        res = time_drain(ctx, celery_jobs.QUEUE, n, proc, log)
+        drained_at = res.pop("_drained_at")
+        # Up to 4 prefetched tasks may still be in hand: wait until the worker reports all n.
+        total, deadline = 0, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stats = celery_jobs.app.control.inspect(destination=[node], timeout=1.0).stats() or {}
+            total = int(stats.get(node, {}).get("total", {}).get(celery_jobs.noop.name, 0))
+            if total >= n:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # warm shutdown
+        rc = wait_exit(proc, 30.0, "celery worker", log)
+        res["exit_s"] = time.monotonic() - drained_at
+        res["completed"] = total
+        if total != n:
+            raise BenchError(f"celery inspect stats reports {total} tasks, expected {n}", worker_log=log_tail(log), **res)
+        if rc != 0:
+            raise BenchError(f"celery worker exited with status {rc}", returncode=rc, worker_log=log_tail(log))
+    finally:
+        kill_group(proc)
+        celery_jobs.app.close()
+    return res
+
+
+# -- enqueue -------------------------------------------------------------------------------------
+
+def timed_loop(ctx: Ctx, key: str, n: int, body: Callable[[], None]) -> dict:
+    t0 = time.perf_counter()
+    body()
+    seconds = time.perf_counter() - t0
+    queued = ctx.redis.llen(key)
+    if queued != n:
+        raise BenchError(f"{queued} jobs queued, expected {n}")
+    return {"jobs": n, "seconds": seconds}
+
+
+@task("enqueue:pyresque", "pyresque Resque.enqueue(track=False), one call per job")
+def enqueue_pyresque(ctx: Ctx) -> dict:
+    import pyresque
+
+    r = pyresque.Resque(ctx.url, "resque")
+    r.ping()
+    n = ctx.enqueue_jobs
+
+    def body() -> None:
+        for _ in range(n):
+            r.enqueue(QUEUE, "NoopJob", track=False)
+    return timed_loop(ctx, r.keys.queue(QUEUE), n, body)
+
+
+@task("enqueue:rq", "RQ Queue.enqueue, one call per job")
+def enqueue_rq(ctx: Ctx) -> dict:
+    import rq_jobs
+    from rq import Queue
+
+    q = Queue(QUEUE, connection=ctx.redis)
+    ctx.redis.ping()
+    n = ctx.enqueue_jobs
+
+    def body() -> None:
+        for _ in range(n):
+            q.enqueue(rq_jobs.noop)
+    return timed_loop(ctx, q.key, n, body)
+
+
+@task("bulk:pyresque", "pyresque Resque.enqueue_many(track=False), 1000 jobs per call (one pipeline each)")
+def bulk_pyresque(ctx: Ctx) -> dict:
+    import pyresque
+
+    r = pyresque.Resque(ctx.url, "resque")
+    r.ping()
+    n = ctx.enqueue_jobs
+
+    def body() -> None:
+        for start in range(0, n, 1000):
+            r.enqueue_many(QUEUE, "NoopJob", [[] for _ in range(min(1000, n - start))], track=False)
+    return timed_loop(ctx, r.keys.queue(QUEUE), n, body)
+
+
+@task("bulk:rq", "RQ Queue.enqueue_many with a pipeline, 1000 jobs per pipeline")
+def bulk_rq(ctx: Ctx) -> dict:
+    from rq import Queue
+
+    ctx.redis.ping()
+    n = ctx.enqueue_jobs
+    key = Queue(QUEUE, connection=ctx.redis).key
+    return timed_loop(ctx, key, n, lambda: rq_enqueue_bulk(ctx, n))
+
+
+# -- idle -> job start latency (group "latency": opt-in) ----------------------------------------
+
+def latency_run(ctx: Ctx, argv: list[str], env: dict[str, str], enqueue: Callable[[float, str], Any],
+                stop_signal: int) -> dict:
+    """perf-anchors section 1: the worker idles 50-100 ms, then a probe carrying time.monotonic() is
+    enqueued; its first statement takes the delta and RPUSHes it to a result list.
+
+    The first probe is a warm-up (it also waits out the worker's start-up) and is not counted.
+    """
+    import random
+
+    result_key = "bench:latency"
+    rng = random.Random(1)
+    deltas: list[float] = []
+    proc, log = start_worker(ctx, argv, env)
+    try:
+        for i in range(ctx.probes + 1):
+            time.sleep(rng.uniform(0.05, 0.10))
+            enqueue(time.monotonic(), result_key)
+            item = ctx.redis.blpop([result_key], timeout=60 if i == 0 else 10)
+            if item is None:
+                rc = proc.poll()
+                raise BenchError(f"probe {i} got no answer ({'worker exited ' + str(rc) if rc is not None else 'worker alive'})",
+                                 worker_log=log_tail(log))
+            if i:
+                deltas.append(float(item[1]))
+        proc.send_signal(stop_signal)
+        rc = wait_exit(proc, 30.0, argv[0], log)
+    finally:
+        kill_group(proc)
+    ms = sorted(d * 1000 for d in deltas)
+    return {"probes": len(ms), "p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))],
+            "min_ms": ms[0], "max_ms": ms[-1], "returncode": rc, "value": statistics.median(ms)}
+
+
+def pyresque_latency(ctx: Ctx, inline: bool) -> dict:
+    import pyresque
+
+    r = pyresque.Resque(ctx.url, "resque")
+    env = clean_env(QUEUE=QUEUE, BLOCKING="1", INTERVAL="5", APP_INCLUDE=str(BENCH / "jobs.py"), REDIS_URL=ctx.url)
+    if inline:
+        env.update(PYRESQUE_INLINE="1")
+    return latency_run(ctx, [str(VENV_BIN / "pyresque-worker")], env,
+                       lambda t, key: r.enqueue(QUEUE, "LatencyProbe", t, key, ctx.url, track=False), signal.SIGQUIT)
+
+
+@task("latency:pyresque-fork", "pyresque-worker BLOCKING=1 INTERVAL=5, fork per job", P50_MS, "latency")
+def latency_pyresque_fork(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=False)
+
+
+@task("latency:pyresque-inline", "pyresque-worker BLOCKING=1 INTERVAL=5 PYRESQUE_INLINE=1 (no fork)", P50_MS, "latency")
+def latency_pyresque_inline(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=True)
+
+
+def rq_latency(ctx: Ctx, worker_class: str | None) -> dict:
+    import rq_jobs
+    from rq import Queue
+
+    q = Queue(QUEUE, connection=ctx.redis)
+    argv = [str(VENV_BIN / "rq"), "worker", "--url", ctx.url, "--path", str(BENCH)]
+    if worker_class:
+        argv += ["-w", worker_class]
+    return latency_run(ctx, argv + [QUEUE], clean_env(),
+                       lambda t, key: q.enqueue(rq_jobs.latency_probe, t, key, ctx.url), signal.SIGTERM)
+
+
+@task("latency:rq-worker", "rq worker (Worker: fork per job), SIGTERM at the end", P50_MS, "latency")
+def latency_rq_worker(ctx: Ctx) -> dict:
+    return rq_latency(ctx, None)
+
+
+@task("latency:rq-simple", "rq worker -w rq.worker.SimpleWorker (no fork)", P50_MS, "latency")
+def latency_rq_simple(ctx: Ctx) -> dict:
+    return rq_latency(ctx, "rq.worker.SimpleWorker")
+
+
+@task("latency:celery-solo", "celery worker --pool=solo (no fork)", P50_MS, "latency")
+def latency_celery_solo(ctx: Ctx) -> dict:
+    os.environ["BENCH_REDIS_URL"] = ctx.url
+    import celery_jobs
+
+    node = f"bench-{os.getpid()}@{platform.node()}"
+    argv = [str(VENV_BIN / "celery"), "-A", "celery_jobs", "worker", "--pool=solo", "-Q", celery_jobs.QUEUE,
+            "--loglevel=WARNING", "-n", node]
+    try:
+        return latency_run(ctx, argv, clean_env(BENCH_REDIS_URL=ctx.url, PYTHONPATH=str(BENCH)),
+                           lambda t, key: celery_jobs.latency_probe.apply_async((t, key, ctx.url)), signal.SIGTERM)
+    finally:
+        celery_jobs.app.close()
+
+
+GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency")}
+GROUPS["all"] = list(TASKS)
+
+# Paired ratios pyresque / peer, computed inside each round. The note says what kind of pair it is.
+PAIRS: list[tuple[str, str, str]] = [
+    ("drain:pyresque-fork", "drain:rq-worker", "fork vs fork"),
+    ("drain:pyresque-fork-blocking", "drain:rq-worker", "fork vs fork"),
+    ("drain:pyresque-fork", "drain:rq-simple", "fork vs RQ without fork"),
+    ("drain:pyresque-fork", "drain:celery-solo", "fork vs Celery without fork"),
+    ("drain:pyresque-inline", "drain:rq-simple", "no fork vs no fork"),
+    ("drain:pyresque-inline", "drain:celery-solo", "no fork vs no fork"),
+    ("enqueue:pyresque", "enqueue:rq", "one call per job"),
+    ("bulk:pyresque", "bulk:rq", "1000 per pipeline"),
+    ("latency:pyresque-fork", "latency:rq-worker", "p50, fork vs fork"),
+    ("latency:pyresque-inline", "latency:rq-simple", "p50, no fork vs no fork"),
+    ("latency:pyresque-inline", "latency:celery-solo", "p50, no fork vs no fork"),
+]
