@@ -7,6 +7,7 @@ transactions here, each with the keys it touches listed in its header.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import redis
@@ -85,6 +86,34 @@ if ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) e
 return 1
 """
 
+# KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
+# ARGV: the four FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
+# The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
+# same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
+FINISH_RESERVE_LUA = _RECORD_LUA + r"""
+if not (redis.call('EXISTS', KEYS[1]) == 0 and ARGV[4] == '1') then
+  redis.call('DEL', KEYS[1])
+  redis.call('INCRBY', KEYS[2], 1)
+  redis.call('INCRBY', KEYS[3], 1)
+  if ARGV[3] ~= '' then
+    redis.call('RPUSH', KEYS[5], ARGV[3])
+    redis.call('INCRBY', KEYS[6], 1)
+    redis.call('INCRBY', KEYS[7], 1)
+  end
+  if ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+end
+local n = #KEYS - 8
+local paused = redis.call('GET', KEYS[n + 8])
+if paused and string.lower(paused) == 'true' then return {-1} end
+for i = 1, n do
+  local item = redis.call('LPOP', KEYS[7 + i])
+  if item then
+    return {i, item, record(item, ARGV[7 + i], KEYS[1], ARGV[5], ARGV[6], ARGV[7])}
+  end
+end
+return nil
+"""
+
 # KEYS: status key;  ARGV: packet, TTL ('' for none)
 # php-resque's rule: only tracked jobs are updated, so a missing key stays missing.
 UPDATE_STATUS_LUA = r"""
@@ -134,6 +163,19 @@ return 1
 """
 
 
+@dataclass
+class Bookkeeping:
+    """What a finished job leaves to write: its final status packet and failure record."""
+
+    status_key: str | None = None
+    status_packet: str | None = None
+    failure_record: str | None = None
+    retry: bool = False  # a previous attempt may have been applied: act only if not
+
+    def args(self, status_ttl: int) -> list[Any]:
+        return [self.status_packet or "", status_ttl, self.failure_record or "", "1" if self.retry else "0"]
+
+
 class AllPaused(Exception):
     """Ruby's ``pause-all-workers`` flag is set: reserve nothing."""
 
@@ -141,13 +183,15 @@ class AllPaused(Exception):
 class DataStore:
     """Resque's keyspace on one Redis connection pool."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, status_ttl: int = defaults.STATUS_TTL) -> None:
         # Typed loosely: redis-py's stubs type replies as bytes | str by decode_responses.
         self.redis: Any = client
         self.keys = keys
+        self.final_status_ttl = status_ttl
         self._reserve = client.register_script(RESERVE_LUA)
         self._record = client.register_script(RECORD_LUA)
         self._finish = client.register_script(FINISH_LUA)
+        self._finish_reserve = client.register_script(FINISH_RESERVE_LUA)
         self._update_status = client.register_script(UPDATE_STATUS_LUA)
         self._edit_failed = client.register_script(EDIT_FAILED_LUA)
         self._requeue_failed = client.register_script(REQUEUE_FAILED_LUA)
@@ -222,15 +266,24 @@ class DataStore:
         return int(pipe.execute()[0])
 
     # -- reserving (worker) ------------------------------------------------------------------
-    def reserve(self, queues: Sequence[str], worker_id: str, run_at: str, now: int) -> tuple[str, bytes, int | None] | None:
+    def reserve(
+        self, queues: Sequence[str], worker_id: str, run_at: str, now: int, finished: Bookkeeping | None = None
+    ) -> tuple[str, bytes, int | None] | None:
         """Atomically pop the first job in queue order and write the working-on record.
 
+        With ``finished``, the previous job's bookkeeping is applied first in the same call.
         Returns (queue, item, status started) or None; raises :class:`AllPaused` while Ruby's
-        ``pause-all-workers`` is set.
+        ``pause-all-workers`` is set (after applying ``finished``).
         """
-        keys = [self.keys.queue(q) for q in queues] + [self.keys.worker(worker_id), self.keys.pause_all]
-        args: list[Any] = [self.keys.ns, run_at, now] + [wire.encode_ruby(q) for q in queues]
-        found = self._reserve(keys=keys, args=args)
+        qkeys = [self.keys.queue(q) for q in queues]
+        qargs = [wire.encode_ruby(q) for q in queues]
+        if finished is None:
+            keys = qkeys + [self.keys.worker(worker_id), self.keys.pause_all]
+            found = self._reserve(keys=keys, args=[self.keys.ns, run_at, now, *qargs])
+        else:
+            keys = self._finish_keys(worker_id, finished.status_key) + qkeys + [self.keys.pause_all]
+            args = finished.args(self.final_status_ttl) + [self.keys.ns, run_at, now, *qargs]
+            found = self._finish_reserve(keys=keys, args=args)
         if found is None:
             return None
         if int(found[0]) == -1:
@@ -250,23 +303,17 @@ class DataStore:
         _, _, started = self._record(keys=keys, args=[self.keys.ns, run_at, now, wire.encode_ruby(queue), item])
         return _started(started)
 
-    def finish_job(
-        self,
-        worker_id: str,
-        status_key: str | None,
-        status_packet: str | None,
-        failure_record: str | None,
-        status_ttl: int = defaults.STATUS_TTL,
-        retry: bool = False,
-    ) -> bool:
+    def finish_job(self, worker_id: str, finished: Bookkeeping) -> bool:
         """The bookkeeping after a job: one round trip; safe to retry (see FINISH_LUA)."""
+        keys = self._finish_keys(worker_id, finished.status_key)
+        return bool(self._finish(keys=keys, args=finished.args(self.final_status_ttl)))
+
+    def _finish_keys(self, worker_id: str, status_key: str | None) -> list[str]:
         k = self.keys
-        keys = [
+        return [
             k.worker(worker_id), k.stat("processed"), k.worker_stat("processed", worker_id),
             status_key or k.status("-"), k.failed, k.stat("failed"), k.worker_stat("failed", worker_id),
         ]
-        done = self._finish(keys=keys, args=[status_packet or "", status_ttl, failure_record or "", "1" if retry else "0"])
-        return bool(done)
 
     # -- job status --------------------------------------------------------------------------
     def set_status(self, key: str, packet: str) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from . import hooks
 from . import payload as wire
@@ -151,7 +151,7 @@ def run(job: Job, target: Any, after_fork: bool = False) -> Outcome:
 
 def _perform(job: Job, target: Any) -> Any:
     if is_ruby_style(target):
-        runner: Callable[..., Any] = target.perform if isinstance(target, type) else target
+        runner: Callable[..., Any] = cast(Any, target).perform if isinstance(target, type) else target
 
         def call() -> Any:
             return runner(*job.args)

@@ -61,13 +61,21 @@ class Resque:
         self.settings = settings or RedisSettings.from_env(redis_url=redis_url, prefix=prefix)
         self.redis = client if client is not None else self.settings.client()
         self.keys = Keys(self.settings.prefix)
-        self.store = DataStore(self.redis, self.keys)
-        self.status_ttl = status_ttl
+        self.store = DataStore(self.redis, self.keys, status_ttl)
         self.before_enqueue: list[Callable[[str, str, list[Any], str | None], Any]] = []
         self.after_enqueue: list[Callable[[str, str, list[Any], str | None], Any]] = []
 
     def __repr__(self) -> str:
         return f"Resque({self.settings.display_url!r}, prefix={self.keys.ns!r})"
+
+    @property
+    def status_ttl(self) -> int:
+        """Seconds a FAILED/COMPLETE status packet lives (php-resque: 86400)."""
+        return self.store.final_status_ttl
+
+    @status_ttl.setter
+    def status_ttl(self, seconds: int) -> None:
+        self.store.final_status_ttl = seconds
 
     # -- enqueue -----------------------------------------------------------------------------
     def enqueue(

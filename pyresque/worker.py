@@ -6,7 +6,6 @@ See :class:`Worker` for the lifecycle and :mod:`pyresque.signals` for the signal
 from __future__ import annotations
 
 import fnmatch
-import gc
 import os
 import select
 import signal
@@ -20,7 +19,7 @@ import redis
 from . import defaults, hooks, horse, procline, signals
 from . import job as jobmod
 from . import payload as wire
-from .datastore import AllPaused
+from .datastore import AllPaused, Bookkeeping
 from .exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassNotFound
 from .heartbeat import Pruner
 from .jobclass import JobResolver
@@ -44,6 +43,8 @@ class WorkerOptions:
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     prune_interval: float = defaults.PRUNE_INTERVAL
     pidfile: str | None = None
+    #: fork the next job's child while the current job runs (fork mode)
+    prefork: bool = True
     #: pid of the supervising master; when this worker's parent is no longer it (the master
     #: died), the worker finishes its job and exits instead of running unsupervised forever.
     supervisor_pid: int | None = None
@@ -97,6 +98,9 @@ class Worker:
         self.id = f"{self.hostname}:{self.pid}:{','.join(self.queue_patterns)}"
         self.log = get_logger("pyresque.worker").bind(worker=self.id)
         self.child_pid: int | None = None
+        self._warm: horse.Horse | None = None
+        self._exiting: list[int] = []
+        self._unbooked: Bookkeeping | None = None
         self.shutdown = False
         self.shutdown_now = False
         self.paused = False
@@ -153,6 +157,7 @@ class Worker:
     # == 2-5. the loop =========================================================================
     def _run_loop(self) -> None:
         while True:
+            self._reap_exited()
             self._handle_signals()
             self._check_supervisor()
             if self.shutdown:
@@ -160,6 +165,7 @@ class Worker:
             try:
                 self._maybe_heartbeat()
                 if self.paused or self._all_paused():
+                    self._flush_bookkeeping()
                     procline.set_title("Paused")
                     self._idle(self.options.interval or 1.0)
                     continue
@@ -168,6 +174,7 @@ class Worker:
                 self._redis_outage(exc)
                 continue
             if reserved is None:
+                self._flush_bookkeeping()  # normally already applied by the reserve
                 if self.options.interval == 0:
                     return  # burst mode: queues drained
                 if not self.options.blocking:
@@ -192,6 +199,7 @@ class Worker:
         procline.set_title(procline.waiting(",".join(queues)))
         now = time.time()
         if self.options.blocking and self.options.interval > 0:
+            self._flush_bookkeeping()
             timeout = min(self.options.interval, defaults.MAX_BLOCK_SECONDS)
             popped = self.store.blocking_pop(queues, timeout)
             if popped is None:
@@ -200,11 +208,19 @@ class Worker:
             now = time.time()
             # The window: the item is out of the queue and not yet recorded until this returns.
             return queue, item, self.store.record_reserved(queue, item, self.id, wire.iso_z(now), int(now))
+        booked = self._unbooked
         try:
-            return self.store.reserve(queues, self.id, wire.iso_z(now), int(now))
+            found = self.store.reserve(queues, self.id, wire.iso_z(now), int(now), finished=booked)
         except AllPaused:
+            self._unbooked = None  # applied before the pause check
             self._pause_checked = (time.monotonic(), True)
             return None
+        except _REDIS_DOWN:
+            if booked is not None:
+                booked.retry = True
+            raise
+        self._unbooked = None
+        return found
 
     def queues(self) -> list[str]:
         """The queue list in priority order, with Ruby-style globs (``*``, ``high*``) expanded."""
@@ -267,26 +283,30 @@ class Worker:
         self._finish(job, started, jobmod.failure_outcome(exc, with_backtrace=False), begun)
 
     def _fork_and_wait(self, job: jobmod.Job, target: Any) -> jobmod.Outcome:
-        result_r, result_w = os.pipe()
-        gc.freeze()  # keep the child from touching (and copying) the parent's heap
+        child = self._warm or self._spawn()
+        self._warm = None
         since = int(time.time())
-        pid = os.fork()
-        if pid == 0:  # child
-            os.close(result_r)
-            horse.run_child(job, target, result_w, (self._wakeup_r, self._wakeup_w), since)
-        os.close(result_w)
-        _setpgid(pid)
-        self.child_pid = pid
-        procline.set_title(procline.forked(pid, since))
         try:
-            message, status = self._monitor_child(pid, result_r)
+            child.send(job, since)
+        except OSError:  # the waiting child died (OOM killer, an operator's kill): one more try
+            child.cancel()
+            child = self._spawn()
+            child.send(job, since)
+        self.child_pid = child.pid
+        procline.set_title(procline.forked(child.pid, since))
+        if self.options.prefork and not self.shutdown:
+            self._warm = self._spawn((child.result_r,))  # forked while the job runs: off the critical path
+        try:
+            message, status = self._monitor_child(child.pid, child.result_r)
         finally:
-            os.close(result_r)
+            os.close(child.result_r)
             self.child_pid = None
             self._kill_deadline = None
         outcome = jobmod.Outcome.from_message(message) if message else None
         if outcome is not None:
             return outcome
+        if status is None:  # a report that is not one: treat the child as having died
+            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error="Job sent an unreadable report")
         if os.WIFSIGNALED(status):
             return jobmod.Outcome(False, exception="pyresque.DirtyExit", error="Job exited abnormally")
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
@@ -294,11 +314,25 @@ class Worker:
             return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=f"Job exited with exit code {code}")
         return jobmod.Outcome(True)  # exited 0 without a word (os._exit(0) in the job): done, as php
 
-    def _monitor_child(self, pid: int, result_r: int) -> tuple[bytes, int]:
-        """Wait for the child without polling; act on signals and timers meanwhile."""
+    def _spawn(self, busy_fds: tuple[int, ...] = ()) -> horse.Horse:
+        """Fork a child for the next job; it closes the parent's fds it has no business with."""
+        return horse.spawn(self.resolver, (self._wakeup_r, self._wakeup_w) + busy_fds)
+
+    def _cancel_warm_child(self) -> None:
+        if self._warm is not None:
+            self._warm.cancel()
+            self._warm = None
+
+    def _monitor_child(self, pid: int, result_r: int) -> tuple[bytes, int | None]:
+        """Wait for the child without polling; act on signals and timers meanwhile.
+
+        Returns the child's report and, when it died without one, its wait status. A child that
+        reported is reaped later (:meth:`_reap_exited`): its teardown is off the critical path.
+        """
         pidfd = _pidfd_open(pid)
         chunks: list[bytes] = []
         watch = [result_r, self._wakeup_r] + ([pidfd] if pidfd >= 0 else [])
+        reported = False
         try:
             while True:
                 ready, _, _ = select.select(watch, [], [], self._timer_timeout())
@@ -310,6 +344,9 @@ class Worker:
                         chunks.append(data)
                     else:
                         watch.remove(result_r)
+                        if chunks:
+                            reported = True
+                            break
                         if pidfd < 0:
                             break
                 if pidfd >= 0 and pidfd in ready:
@@ -318,6 +355,9 @@ class Worker:
         finally:
             if pidfd >= 0:
                 os.close(pidfd)
+        if reported:
+            self._exiting.append(pid)
+            return b"".join(chunks), None
         _, status = os.waitpid(pid, 0)
         if result_r in watch:  # the child is gone: read what it left without blocking
             os.set_blocking(result_r, False)
@@ -327,6 +367,16 @@ class Worker:
             except BlockingIOError:
                 pass
         return b"".join(chunks), status
+
+    def _reap_exited(self, block: bool = False) -> None:
+        """Collect children that reported their job and are now exiting."""
+        for pid in list(self._exiting):
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._exiting.remove(pid)
 
     def _timer_timeout(self) -> float:
         deadlines = [self._next_beat]
@@ -354,33 +404,39 @@ class Worker:
             self._note_redis_down(exc)
 
     def _finish(self, job: jobmod.Job, started: int | None, outcome: jobmod.Outcome, begun: float) -> None:
-        status_key = packet = failure = None
-        now = int(time.time())
+        """Record the outcome: written with the next reserve (polling), else at once."""
+        booked = Bookkeeping()
         if job.id is not None and started is not None:  # tracked: the reserve saw its status key
-            status_key = self.resque.keys.status(job.id, job.status_prefix)
-            packet = wire.encode_status_json(wire.COMPLETE if outcome.ok else wire.FAILED, now, started,
-                                             outcome.result_json if outcome.ok else "null")
+            booked.status_key = self.resque.keys.status(job.id, job.status_prefix)
+            booked.status_packet = wire.encode_status_json(
+                wire.COMPLETE if outcome.ok else wire.FAILED, int(time.time()), started,
+                outcome.result_json if outcome.ok else "null")
         if not outcome.ok:
-            failure = wire.encode_failure(wire.build_failure(
+            booked.failure_record = wire.encode_failure(wire.build_failure(
                 job.payload, outcome.exception, outcome.error, outcome.backtrace, self.id, job.queue))
-        retry = False
-        while True:
-            try:
-                self.store.finish_job(self.id, status_key, packet, failure, self.resque.status_ttl, retry=retry)
-                break
-            except _REDIS_DOWN as exc:
-                retry = True
-                self._backoff(exc)
-                if self.shutdown_now:
-                    self.log.error("giving up bookkeeping at shutdown; the next prune fails the job", job_id=job.id)
-                    return
-        self._redis_back()
+        self._unbooked = booked
+        if self.options.blocking or self.shutdown:
+            self._flush_bookkeeping()
         fields = dict(job_id=job.id, job_class=job.job_class, queue=job.queue,
                       duration=round(time.monotonic() - begun, 6))
         if outcome.ok:
             self.log.info("job done", outcome="skipped" if outcome.skipped else "complete", **fields)
         else:
             self.log.error("job failed", outcome="failed", exc_class=outcome.exception, error=outcome.error, **fields)
+
+    def _flush_bookkeeping(self) -> None:
+        """Write the last job's bookkeeping now (before idling, blocking, pausing or exiting)."""
+        while (booked := self._unbooked) is not None:
+            try:
+                self.store.finish_job(self.id, booked)
+                self._unbooked = None
+                self._redis_back()
+            except _REDIS_DOWN as exc:
+                booked.retry = True
+                self._backoff(exc)
+                if self.shutdown_now:
+                    self.log.error("giving up bookkeeping at shutdown; the next prune fails the job")
+                    return
 
     # -- signals ---------------------------------------------------------------------------
     def _handle_signals(self) -> None:
@@ -486,6 +542,7 @@ class Worker:
 
     def _recover_own_record(self) -> None:
         """A reserve whose reply was lost (Redis died mid-call) left our record: run that job."""
+        self._flush_bookkeeping()  # the record may still be the finished job's
         raw = self.store.working_on(self.id)
         record = wire.decode_working_on(raw) if raw is not None else None
         if record is None or not isinstance(record.payload, dict):
@@ -505,7 +562,10 @@ class Worker:
 
     # == 6. unregister =========================================================================
     def _teardown(self) -> None:
+        self._cancel_warm_child()
+        self._reap_exited(block=True)
         if self._registered:
+            self._flush_bookkeeping()
             for _ in range(3):
                 try:
                     self.unregister()
@@ -565,14 +625,6 @@ def _pidfd_open(pid: int) -> int:
         return int(opener(pid))
     except OSError:
         return -1
-
-
-def _setpgid(pid: int) -> None:
-    """Put the child in its own group from the parent too, so killpg works from the first moment."""
-    try:
-        os.setpgid(pid, pid)
-    except OSError:  # it did so itself already, or is gone
-        pass
 
 
 def _killpg(pid: int, signum: int) -> None:
