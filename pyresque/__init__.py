@@ -1,6 +1,6 @@
 """pyresque: Resque's Redis wire format, spoken exactly, with Python workers."""
 
-from .exceptions import DontPerform, JobClassNotFound
+from .exceptions import DontCreate, DontPerform, JobClassNotFound
 from .failure import FailedJobs
 from .hooks import listen
 from .jobclass import register
@@ -10,6 +10,6 @@ from .queue import QueuedJob, Resque
 __version__ = "0.1.0"
 
 __all__ = [
-    "DontPerform", "FailedJobs", "JobClassNotFound", "listen", "register",
+    "DontCreate", "DontPerform", "FailedJobs", "JobClassNotFound", "listen", "register",
     "COMPLETE", "FAILED", "RUNNING", "WAITING", "QueuedJob", "Resque", "StatusPacket", "__version__",
 ]

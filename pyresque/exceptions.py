@@ -29,6 +29,10 @@ class DontPerform(PyresqueError):
     """Raised by setUp or a before-hook to skip a job without failing it."""
 
 
+class DontCreate(PyresqueError):
+    """Raised by a beforeEnqueue listener to cancel an enqueue (php-resque's Resque_Job_DontCreate)."""
+
+
 class DirtyExit(PyresqueError):
     """The child running a job died without reporting a result."""
 

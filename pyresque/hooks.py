@@ -2,7 +2,8 @@
 
 Events: ``beforeFirstFork(worker)``, ``beforeFork(job)``, ``afterFork(job)``,
 ``beforePerform(job)``, ``afterPerform(job)``, ``onFailure(exception, job)``,
-``beforeEnqueue``/``afterEnqueue`` (see :class:`pyresque.Resque`), ``beforePause(worker)``,
+``beforeEnqueue(job_class, args, queue, job_id)`` (raise ``DontCreate`` to cancel) and
+``afterEnqueue(…)`` (see :meth:`pyresque.Resque.enqueue`), ``beforePause(worker)``,
 ``afterPause(worker)``, ``workerExit(worker)``.
 
 A listener that raises inside the job's process (afterFork, beforePerform, afterPerform) fails
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 EVENTS = (
     "beforeFirstFork", "beforeFork", "afterFork", "beforePerform", "afterPerform", "onFailure",
-    "beforePause", "afterPause", "workerExit",
+    "beforePause", "afterPause", "workerExit", "beforeEnqueue", "afterEnqueue",
 )
 
 _listeners: dict[str, list[Callable[..., Any]]] = defaultdict(list)

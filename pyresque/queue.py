@@ -19,11 +19,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import redis
 
-from . import defaults
+from . import defaults, hooks
 from . import payload as wire
 from .connection import RedisSettings
 from .datastore import DataStore
-from .exceptions import InvalidPayload, InvalidStatus
+from .exceptions import DontCreate, InvalidPayload, InvalidStatus
+from .jobclass import registered
 from .keys import Keys
 
 
@@ -90,17 +91,35 @@ class Resque:
     ) -> str | None:
         """Push one job; returns its id (``None`` for ``shape="ruby"`` or a cancelled enqueue).
 
-        A listener in ``before_enqueue`` returning ``False`` cancels the enqueue (Ruby's rule).
+        Order: the ``beforeEnqueue`` event (php-resque; :class:`DontCreate` cancels), this
+        instance's ``before_enqueue`` listeners and the job class's ``before_enqueue*`` hooks
+        (Ruby; returning ``False`` cancels), the push, then ``after_enqueue*`` hooks, this
+        instance's ``after_enqueue`` listeners and the ``afterEnqueue`` event. Class hooks are
+        found only on registered classes: enqueuing never imports anything. A hook that raises
+        propagates to the caller and nothing is pushed (as in both Ruby and php-resque).
         """
         wire.validate_queue_name(queue)
         item, job_id, status_key, packet = self._prepare(job_class, args, track, job_id, status_prefix, shape)
         arg_list = list(args)
+        target = registered().get(job_class)
+        try:
+            hooks.trigger("beforeEnqueue", job_class, arg_list, queue, job_id)
+        except DontCreate:
+            return None
         for listener in self.before_enqueue:
             if listener(queue, job_class, arg_list, job_id) is False:
                 return None
+        if target is not None:
+            for hook in hooks.class_hooks(target, "before_enqueue"):
+                if hook(*arg_list) is False:
+                    return None
         self.store.push(queue, item, status_key, packet)
+        if target is not None:
+            for hook in hooks.class_hooks(target, "after_enqueue"):
+                hook(*arg_list)
         for listener in self.after_enqueue:
             listener(queue, job_class, arg_list, job_id)
+        hooks.trigger("afterEnqueue", job_class, arg_list, queue, job_id)
         return job_id
 
     def enqueue_many(
@@ -184,6 +203,12 @@ class Resque:
         wire.validate_queue_name(queue)
         if job_class is None and args is None and job_id is None:
             raise ValueError("give a class, class and args, or a job id to match")
+        target = registered().get(job_class) if job_class is not None else None
+        dequeue_hooks = target is not None and args is not None
+        if dequeue_hooks:  # Ruby runs them for Resque.dequeue(klass, *args); False aborts
+            for hook in hooks.class_hooks(target, "before_dequeue"):
+                if hook(*args) is False:
+                    return 0
         wanted_args = None if args is None else json.loads(json.dumps(list(args)))
         matches = []
         for raw in self.store.iter_queue(queue):
@@ -198,7 +223,11 @@ class Resque:
             if wanted_args is not None and job["args"] != wanted_args:
                 continue
             matches.append(raw)
-        return sum(self.store.remove_item(queue, raw) for raw in matches)
+        removed = sum(self.store.remove_item(queue, raw) for raw in matches)
+        if dequeue_hooks:
+            for hook in hooks.class_hooks(target, "after_dequeue"):
+                hook(*args)
+        return removed
 
     def delete_queue(self, queue: str) -> int:
         """Drop a queue and its jobs; returns how many jobs it held."""
