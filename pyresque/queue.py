@@ -205,9 +205,10 @@ class Resque:
             raise ValueError("give a class, class and args, or a job id to match")
         target = registered().get(job_class) if job_class is not None else None
         dequeue_hooks = target is not None and args is not None
+        hook_args = list(args or ())
         if dequeue_hooks:  # Ruby runs them for Resque.dequeue(klass, *args); False aborts
             for hook in hooks.class_hooks(target, "before_dequeue"):
-                if hook(*args) is False:
+                if hook(*hook_args) is False:
                     return 0
         wanted_args = None if args is None else json.loads(json.dumps(list(args)))
         matches = []
@@ -226,7 +227,7 @@ class Resque:
         removed = sum(self.store.remove_item(queue, raw) for raw in matches)
         if dequeue_hooks:
             for hook in hooks.class_hooks(target, "after_dequeue"):
-                hook(*args)
+                hook(*hook_args)
         return removed
 
     def delete_queue(self, queue: str) -> int:
