@@ -40,3 +40,26 @@ MAX_BLOCK_SECONDS = 5.0
 #: How many payloads one pipeline carries in ``enqueue_many``: big enough to amortise the round
 #: trip, small enough to keep the client's buffers modest.
 BULK_BATCH = 1000
+
+# -- delayed jobs and the scheduler (resque-scheduler's names and values) ---------------------
+
+#: Seconds between scheduler passes (resque-scheduler's ``RESQUE_SCHEDULER_INTERVAL``). A delayed
+#: job runs at most this late; recurring ticks are checked as often.
+SCHEDULER_INTERVAL = 5.0
+
+#: TTL of the master lock (resque-scheduler's ``LOCK_TIMEOUT``): how long a dead master blocks
+#: the others. Every live master refreshes it each pass, so it only matters after a crash.
+SCHEDULER_LOCK_TTL = 180
+
+#: Items moved per atomic step (resque-scheduler's ``DELAYED_REQUEUE_BATCH_SIZE``): one Lua call
+#: per batch keeps Redis responsive while a huge bucket drains.
+DELAYED_BATCH = 100
+
+#: Seconds after its due time that pyresque's side record of a delayed bucket (the ids of the
+#: tracked jobs in it) is kept. It is deleted with the bucket when pyresque moves it; this
+#: expiry only cleans up after buckets that Ruby's or php's scheduler moved (they drop ids).
+DELAYED_PAYLOADS_GRACE = 30 * 86400
+
+#: How often one move retries a bucket that changed between reading and moving (php's scheduler
+#: has no lock and may pop from it meanwhile) before leaving it for the next pass.
+MOVE_ATTEMPTS = 10

@@ -94,14 +94,40 @@ class Keys:
     # -- resque-scheduler --------------------------------------------------------------------
     @property
     def delayed_schedule(self) -> str:
+        """Zset of due times: member = score = the integer epoch second, as a string."""
         return self.ns + "delayed_queue_schedule"
 
-    def delayed(self, timestamp: int) -> str:
+    def delayed(self, timestamp: int | str) -> str:
+        """List of ``{"class","args","queue"}`` items due at ``timestamp`` (RPUSH order)."""
         return f"{self.ns}delayed:{timestamp}"
 
-    def delayed_member(self, timestamp: int) -> str:
+    def delayed_member(self, timestamp: int | str) -> str:
         """The member resque-scheduler stores in ``timestamps:<json>`` sets (no namespace)."""
         return f"delayed:{timestamp}"
+
+    def delayed_payloads(self, timestamp: int | str) -> str:
+        """pyresque's side hash for the bucket ``delayed:<ts>``: exact item bytes -> JSON list of the
+        full payloads (with ``id``) to push for the copies of that item, oldest first.
+
+        Not under ``delayed:`` on purpose: php-resque's ``removeDelayed`` runs ``LREM`` on every
+        ``delayed:*`` key and would fail with WRONGTYPE on a hash there.
+        """
+        return f"{self.ns}pyresque:delayed:{timestamp}"
+
+    @property
+    def last_enqueued_at(self) -> str:
+        """Hash schedule name -> Ruby ``Time#to_s`` of its last recurring enqueue."""
+        return self.ns + "delayed:last_enqueued_at"
+
+    @property
+    def persistent_schedules(self) -> str:
+        """Hash schedule name -> JSON config (``class``, ``queue``, ``cron``/``every``, ``args``)."""
+        return self.ns + "persistent_schedules"
+
+    @property
+    def schedules_changed(self) -> str:
+        """Set of schedule names changed since the master scheduler last reloaded them."""
+        return self.ns + "schedules_changed"
 
     def timestamps(self, encoded_item: str) -> str:
         return f"{self.ns}timestamps:{encoded_item}"
