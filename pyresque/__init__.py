@@ -5,11 +5,13 @@ from .failure import FailedJobs
 from .hooks import listen
 from .jobclass import register
 from .payload import COMPLETE, FAILED, RUNNING, WAITING, StatusPacket
+from .policies import limit_concurrency, retry, timeout, unique
 from .queue import QueuedJob, Resque
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "limit_concurrency", "retry", "timeout", "unique",
     "DontCreate", "DontPerform", "FailedJobs", "JobClassNotFound", "listen", "register",
     "COMPLETE", "FAILED", "RUNNING", "WAITING", "QueuedJob", "Resque", "StatusPacket", "__version__",
 ]

@@ -37,6 +37,8 @@ def _flag(value: str | None) -> bool:
               help="Run jobs in the worker process, no fork (like Ruby's FORK_PER_JOB=false).")
 @click.option("--prefork/--no-prefork", envvar="PYRESQUE_PREFORK", default=True, show_default=True,
               help="Fork the next job's child while the current job runs (fork mode).")
+@click.option("--timeout", "job_timeout", envvar="PYRESQUE_JOB_TIMEOUT", type=click.FloatRange(min=0), default=0,
+              help="Default time limit in seconds for jobs whose class sets none; 0 = none (env PYRESQUE_JOB_TIMEOUT).")
 @click.option("--term-child", envvar="TERM_CHILD", default=None,
               help="On TERM/USR1 send TERM to the job, KILL after --term-timeout (env TERM_CHILD).")
 @click.option("--term-timeout", envvar="RESQUE_TERM_TIMEOUT", type=click.FloatRange(min=0), default=4.0,
@@ -60,7 +62,8 @@ def _flag(value: str | None) -> bool:
               help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")
 @handle_errors
 def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
-           allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, term_child: str | None,
+           allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, job_timeout: float,
+           term_child: str | None,
            term_timeout: float,
            graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
            verbose: str | None, vverbose: str | None, supervisor_pid: int | None,
@@ -91,6 +94,7 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         blocking=_flag(blocking),
         fork=not inline,
         prefork=prefork,
+        job_timeout=job_timeout or None,
         term_child=_flag(term_child),
         graceful_term=_flag(graceful_term),
         term_timeout=term_timeout,

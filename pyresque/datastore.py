@@ -69,7 +69,8 @@ return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 
 # KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
 #       stat:failed:<id>
-# ARGV: status packet or '', status TTL, failure record or '', '1' on a retry
+# ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
+#       or '', '1' on a retry
 # Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
 # while the working-on record still exists, so it never counts a job twice.
 FINISH_LUA = r"""
@@ -82,7 +83,8 @@ if ARGV[3] ~= '' then
   redis.call('INCRBY', KEYS[6], 1)
   redis.call('INCRBY', KEYS[7], 1)
 end
-if ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
+elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
 return 1
 """
 
@@ -100,7 +102,8 @@ if not (redis.call('EXISTS', KEYS[1]) == 0 and ARGV[4] == '1') then
     redis.call('INCRBY', KEYS[6], 1)
     redis.call('INCRBY', KEYS[7], 1)
   end
-  if ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+  if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
+  elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
 end
 local n = #KEYS - 8
 local paused = redis.call('GET', KEYS[n + 8])
@@ -112,6 +115,34 @@ for i = 1, n do
   end
 end
 return nil
+"""
+
+# KEYS: unique lock, status key (or a dummy), queues, queue:<q>;  ARGV: lock TTL ms, packet or '', q, item
+# A ``@unique`` job is pushed only if no identical one holds the lock (queued or running).
+PUSH_UNIQUE_LUA = r"""
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('RPUSH', KEYS[4], ARGV[4])
+return 1
+"""
+
+# KEYS: concurrency zset;  ARGV: member, limit, now, lease end
+# Take one of a class's slots; slots whose lease ended (their worker died) are freed first.
+ACQUIRE_SLOT_LUA = r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 1
+"""
+
+# KEYS: worker:<id>, queue:<q>, status key (or a dummy);  ARGV: item, WAITING packet or ''
+# Put a reserved job back at the end of its queue (its class is at its concurrency limit).
+REQUEUE_RESERVED_LUA = r"""
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'XX') end
+return 1
 """
 
 # KEYS: status key;  ARGV: packet, TTL ('' for none)
@@ -171,9 +202,11 @@ class Bookkeeping:
     status_packet: str | None = None
     failure_record: str | None = None
     retry: bool = False  # a previous attempt may have been applied: act only if not
+    final: bool = True  # False: the status waits for a retry and must not expire
 
     def args(self, status_ttl: int) -> list[Any]:
-        return [self.status_packet or "", status_ttl, self.failure_record or "", "1" if self.retry else "0"]
+        ttl = status_ttl if self.final else ""
+        return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0"]
 
 
 class AllPaused(Exception):
@@ -196,6 +229,9 @@ class DataStore:
         self._edit_failed = client.register_script(EDIT_FAILED_LUA)
         self._requeue_failed = client.register_script(REQUEUE_FAILED_LUA)
         self._release_lock = client.register_script(RELEASE_LOCK_LUA)
+        self._push_unique = client.register_script(PUSH_UNIQUE_LUA)
+        self._acquire_slot = client.register_script(ACQUIRE_SLOT_LUA)
+        self._requeue_reserved = client.register_script(REQUEUE_RESERVED_LUA)
 
     # -- queue access ------------------------------------------------------------------------
     def push(self, queue: str, item: str, status_key: str | None = None, status_packet: str | None = None) -> None:
@@ -211,6 +247,26 @@ class DataStore:
         pipe.sadd(self.keys.queues, queue)
         pipe.rpush(self.keys.queue(queue), item)
         pipe.execute()
+
+    def push_unique(self, lock_key: str, lock_ttl: float, queue: str, item: str,
+                    status_key: str | None, status_packet: str | None) -> bool:
+        """Push unless an identical ``@unique`` job holds the lock; True when pushed."""
+        keys = [lock_key, status_key or self.keys.status("-"), self.keys.queues, self.keys.queue(queue)]
+        return bool(self._push_unique(keys=keys, args=[int(lock_ttl * 1000), status_packet or "", queue, item]))
+
+    def release_unique(self, lock_key: str) -> None:
+        self.redis.delete(lock_key)
+
+    def acquire_slot(self, slots_key: str, worker_id: str, limit: int, now: float, lease: float) -> bool:
+        return bool(self._acquire_slot(keys=[slots_key], args=[worker_id, limit, now, now + lease]))
+
+    def release_slot(self, slots_key: str, worker_id: str) -> None:
+        self.redis.zrem(slots_key, worker_id)
+
+    def requeue_reserved(self, worker_id: str, queue: str, item: bytes, status_key: str | None,
+                         status_packet: str | None) -> None:
+        keys = [self.keys.worker(worker_id), self.keys.queue(queue), status_key or self.keys.status("-")]
+        self._requeue_reserved(keys=keys, args=[item, status_packet or ""])
 
     def push_many(self, queue: str, items: Sequence[tuple[str, str | None, str | None]]) -> None:
         """Bulk push in pipelines of ``defaults.BULK_BATCH``; each item is (payload, status key, packet)."""

@@ -40,8 +40,12 @@ class Job:
     payload: dict[str, Any]
     worker_id: str = ""
     raw: bytes = b""
-    attempt: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first run, 2 for the first retry, …"""
+        return wire.attempt_of(self.payload)
 
     @property
     def job_class(self) -> str:

@@ -136,3 +136,12 @@ class Keys:
     def scheduler_lock(self) -> str:
         """resque-scheduler's master lock: the namespace really does appear twice."""
         return self.ns + "resque:resque_scheduler_master_lock"
+
+    # -- pyresque's job policies (no Resque equivalent) -------------------------------------
+    def unique_lock(self, digest: str) -> str:
+        """Held from enqueue until the job's final outcome (or its TTL) for ``@unique`` classes."""
+        return f"{self.ns}pyresque:unique:{digest}"
+
+    def concurrency_slots(self, job_class: str) -> str:
+        """Zset of running jobs of a ``@limit_concurrency`` class: member = worker id, score = lease end."""
+        return f"{self.ns}pyresque:concurrency:{job_class}"

@@ -132,6 +132,28 @@ def raw_payload_record(raw: bytes | str) -> dict[str, Any]:
         return {"raw": raw.decode("utf-8", "backslashreplace"), "raw_base64": binascii.b2a_base64(raw, newline=False).decode()}
 
 
+def attempt_of(payload: dict[str, Any]) -> int:
+    """Which run of the job this is (1 for the first); pyresque's ``attempt`` key."""
+    value = payload.get("attempt")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def for_retry(
+    payload: dict[str, Any], failed_attempt: int, exception: str, error: str, when: float | None = None
+) -> dict[str, Any]:
+    """The payload of the next run: ``attempt`` + 1 and the failure appended to ``retry_history``.
+
+    Both keys come after php-resque's, which php-resque and Ruby ignore (Ruby's requeue drops them).
+    """
+    history = payload.get("retry_history")
+    history = list(history) if isinstance(history, list) else []
+    history.append({"attempt": failed_attempt, "failed_at": failed_at(when), "exception": exception, "error": error})
+    nxt = {k: v for k, v in payload.items() if k not in ("attempt", "retry_history")}
+    nxt["attempt"] = failed_attempt + 1
+    nxt["retry_history"] = history
+    return nxt
+
+
 def php_args(args: list[Any]) -> Any:
     """What php-resque hands a job as ``$this->args``: the single argument, else the whole list."""
     if len(args) == 1:

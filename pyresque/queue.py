@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import redis
 
-from . import defaults, hooks
+from . import defaults, hooks, policies
 from . import payload as wire
 from .connection import RedisSettings
 from .datastore import DataStore
@@ -113,7 +113,12 @@ class Resque:
             for hook in hooks.class_hooks(target, "before_enqueue"):
                 if hook(*arg_list) is False:
                     return None
-        self.store.push(queue, item, status_key, packet)
+        digest = policies.unique_digest(target, job_class, arg_list) if target is not None else None
+        if digest is None:
+            self.store.push(queue, item, status_key, packet)
+        elif not self.store.push_unique(self.keys.unique_lock(digest), target.unique_ttl, queue, item,
+                                        status_key, packet):
+            return None  # an identical job is queued or running
         if target is not None:
             for hook in hooks.class_hooks(target, "after_enqueue"):
                 hook(*arg_list)

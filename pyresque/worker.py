@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import redis
 
-from . import defaults, hooks, horse, procline, signals
+from . import defaults, hooks, horse, policies, procline, signals
 from . import job as jobmod
 from . import payload as wire
 from .datastore import AllPaused, Bookkeeping
-from .exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassNotFound
+from .exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassNotFound, JobTimeout
 from .heartbeat import Pruner
 from .jobclass import JobResolver
 from .log import get_logger
@@ -43,6 +43,8 @@ class WorkerOptions:
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
     prune_interval: float = defaults.PRUNE_INTERVAL
     pidfile: str | None = None
+    #: default time limit in seconds for jobs whose class sets none (None = no limit)
+    job_timeout: float | None = None
     #: fork the next job's child while the current job runs (fork mode)
     prefork: bool = True
     #: pid of the supervising master; when this worker's parent is no longer it (the master
@@ -101,6 +103,9 @@ class Worker:
         self._warm: horse.Horse | None = None
         self._exiting: list[int] = []
         self._unbooked: Bookkeeping | None = None
+        self._job_deadline: float | None = None
+        self._job_limit: float | None = None
+        self._timed_out: float | None = None
         self.shutdown = False
         self.shutdown_now = False
         self.paused = False
@@ -266,23 +271,84 @@ class Worker:
             self._fail_here(job, started, exc, begun)
             return
         hooks.warm_class_hooks(target)
-        self.log.info("job started", job_id=job.id, job_class=job.job_class, queue=queue)
+        slots = self._take_slot(job, target, started)
+        if slots is False:
+            return
+        self.log.info("job started", job_id=job.id, job_class=job.job_class, queue=queue, attempt=job.attempt)
         self._safe_event("beforeFork", job)
+        limit = policies.job_timeout(target, self.options.job_timeout)
         try:
-            outcome = self._fork_and_wait(job, target) if self.options.fork else jobmod.run(job, target)
+            if self.options.fork:
+                outcome = self._fork_and_wait(job, target, limit)
+            else:
+                outcome = _run_inline(job, target, limit)
         except Exception as exc:  # the worker's own fault (fork failed, …): fail the job, keep going
             self.log.exception("could not run job", job_id=job.id, job_class=job.job_class)
             outcome = jobmod.failure_outcome(exc)
+        finally:
+            if isinstance(slots, str):
+                self._release(lambda: self.store.release_slot(slots, self.id))
         if not outcome.ok and outcome.exception == "pyresque.DirtyExit":
             self._safe_event("onFailure", DirtyExit(outcome.error), job)
+        policy = policies.retry_policy(target)
+        if not outcome.ok and policy is not None and policy.should_retry(job.attempt, outcome.exception):
+            self._retry_later(job, started, outcome, policy, begun)
+            return
         self._finish(job, started, outcome, begun)
+        digest = policies.unique_digest(target, job.job_class, job.args)
+        if digest is not None:
+            self._release(lambda: self.store.release_unique(self.resque.keys.unique_lock(digest)))
+
+    def _take_slot(self, job: jobmod.Job, target: Any, started: int | None) -> str | bool | None:
+        """For a ``@limit_concurrency`` class: the slots key once a slot is ours, ``False`` when
+        none is free (the job went back to the end of its queue), ``None`` for other classes."""
+        limit = getattr(target, "concurrency_limit", None)
+        if not isinstance(limit, int):
+            return None
+        key = self.resque.keys.concurrency_slots(job.job_class)
+        lease = float(getattr(target, "concurrency_lease", 3600.0))
+        if self.store.acquire_slot(key, self.id, limit, time.time(), lease):
+            return key
+        status_key = packet = None
+        if job.id is not None and started is not None:
+            status_key = self.resque.keys.status(job.id, job.status_prefix)
+            packet = wire.encode_status(wire.WAITING, int(time.time()), started)
+        self.store.requeue_reserved(self.id, job.queue, job.raw, status_key, packet)
+        self.log.debug("concurrency limit reached, job requeued", job_class=job.job_class, limit=limit)
+        self._idle(0.05)  # let a slot free up rather than spin on the same job
+        return False
+
+    def _retry_later(self, job: jobmod.Job, started: int | None, outcome: jobmod.Outcome,
+                     policy: policies.RetryPolicy, begun: float) -> None:
+        """Schedule the next run through the delayed queue; status WAITING, no failure record."""
+        from .delayed import delay_payload
+
+        delay = policy.delay(job.attempt)
+        payload = wire.for_retry(job.payload, job.attempt, outcome.exception, outcome.error)
+        delay_payload(self.resque, time.time() + delay, job.queue, payload)
+        booked = Bookkeeping(final=False)
+        if job.id is not None and started is not None:
+            booked.status_key = self.resque.keys.status(job.id, job.status_prefix)
+            booked.status_packet = wire.encode_status(wire.WAITING, int(time.time()), started)
+        self._unbooked = booked
+        self._flush_bookkeeping()
+        self.log.warning("job failed, retrying", job_id=job.id, job_class=job.job_class, queue=job.queue,
+                         attempt=job.attempt, of=policy.attempts, retry_in=round(delay, 3), exc_class=outcome.exception,
+                         error=outcome.error, duration=round(time.monotonic() - begun, 6))
+
+    def _release(self, step: Any) -> None:
+        """Release a lock or slot; if Redis is away its TTL/lease frees it instead."""
+        try:
+            step()
+        except _REDIS_DOWN as exc:
+            self._note_redis_down(exc)
 
     def _fail_here(self, job: jobmod.Job, started: int | None, exc: BaseException, begun: float) -> None:
         """A job that cannot even start (bad payload, unknown class) fails in the parent, no fork."""
         self._safe_event("onFailure", exc, job)
         self._finish(job, started, jobmod.failure_outcome(exc, with_backtrace=False), begun)
 
-    def _fork_and_wait(self, job: jobmod.Job, target: Any) -> jobmod.Outcome:
+    def _fork_and_wait(self, job: jobmod.Job, target: Any, limit: float | None = None) -> jobmod.Outcome:
         child = self._warm or self._spawn()
         self._warm = None
         since = int(time.time())
@@ -293,6 +359,9 @@ class Worker:
             child = self._spawn()
             child.send(job, since)
         self.child_pid = child.pid
+        self._job_deadline = time.monotonic() + limit if limit else None
+        self._job_limit = limit
+        self._timed_out = None
         procline.set_title(procline.forked(child.pid, since))
         if self.options.prefork and not self.shutdown:
             self._warm = self._spawn((child.result_r,))  # forked while the job runs: off the critical path
@@ -302,6 +371,10 @@ class Worker:
             os.close(child.result_r)
             self.child_pid = None
             self._kill_deadline = None
+            self._job_deadline = None
+        if self._timed_out is not None:
+            return jobmod.Outcome(False, exception="pyresque.JobTimeout",
+                                  error=f"Job exceeded its time limit of {self._timed_out:g}s and was killed")
         outcome = jobmod.Outcome.from_message(message) if message else None
         if outcome is not None:
             return outcome
@@ -380,6 +453,8 @@ class Worker:
 
     def _timer_timeout(self) -> float:
         deadlines = [self._next_beat]
+        if self._job_deadline is not None:
+            deadlines.append(self._job_deadline)
         if self.options.supervisor_pid is not None:
             deadlines.append(time.monotonic() + 1.0)  # notice a dead master within a second
         if self._kill_deadline is not None:
@@ -394,6 +469,12 @@ class Worker:
 
     def _child_timers(self, pid: int) -> None:
         self._check_supervisor()
+        if self._job_deadline is not None and time.monotonic() >= self._job_deadline:
+            self._timed_out = self._job_limit
+            self._job_deadline = None
+            self.log.warning("job timed out, terminating it", child=pid, limit=self._job_limit)
+            _killpg(pid, signal.SIGTERM)
+            self._kill_deadline = time.monotonic() + self.options.term_timeout
         if self._kill_deadline is not None and time.monotonic() >= self._kill_deadline:
             self.log.warning("child ignored TERM, killing it", child=pid)
             _killpg(pid, signal.SIGKILL)
@@ -636,3 +717,20 @@ def _killpg(pid: int, signum: int) -> None:
             os.kill(pid, signum)
         except ProcessLookupError:
             pass
+
+
+def _run_inline(job: jobmod.Job, target: Any, limit: float | None) -> jobmod.Outcome:
+    """Run in this process; a time limit interrupts the job with SIGALRM (inline mode)."""
+    if not limit:
+        return jobmod.run(job, target)
+
+    def expired(signum: int, frame: Any) -> None:
+        raise JobTimeout(f"Job exceeded its time limit of {limit:g}s and was interrupted")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return jobmod.run(job, target)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -194,3 +194,53 @@ class SetUpRaisesJob:
 
     def perform(self):
         record("setup_raises_ran", {})
+
+
+@pyresque.register
+@pyresque.timeout(1)
+class SlowJobWithLimit:
+    @staticmethod
+    def perform(seconds):
+        record("slow_limited_started", {"pid": os.getpid()})
+        time.sleep(seconds)
+        record("slow_limited_finished", {})
+
+
+@pyresque.register
+@pyresque.retry(attempts=4, backoff=[0.3, 0.6, 0.6], on=(OSError,))
+class FlakyJob:
+    """php style: fails twice, succeeds on its third run."""
+
+    def perform(self):
+        record("flaky", {"attempt": self.job.attempt, "t": time.time()})
+        if self.job.attempt < 3:
+            raise OSError(f"flaky attempt {self.job.attempt}")
+        return {"succeeded_on": self.job.attempt}
+
+
+@pyresque.register
+@pyresque.retry(attempts=3, backoff="exponential", base=0.1, cap=1, give_up_on=("ValueError",))
+class HopelessJob:
+    @staticmethod
+    def perform(kind):
+        if kind == "value":
+            raise ValueError("never retried")
+        raise RuntimeError("always broken")
+
+
+@pyresque.register
+@pyresque.unique()
+class UniqueJob:
+    @staticmethod
+    def perform(n):
+        record("unique_ran", {"n": n, "pid": os.getpid()})
+
+
+@pyresque.register
+@pyresque.limit_concurrency(2, lease=30)
+class LimitedJob:
+    @staticmethod
+    def perform(n):
+        start = time.time()
+        time.sleep(0.3)
+        record("limited", {"n": n, "start": start, "end": time.time()})
