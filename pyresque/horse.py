@@ -37,12 +37,13 @@ class Horse:
     gets a fresh process that has run nothing else.
     """
 
-    __slots__ = ("pid", "job_w", "result_r")
+    __slots__ = ("pid", "job_w", "result_r", "reaped_elsewhere")
 
-    def __init__(self, pid: int, job_w: int, result_r: int) -> None:
+    def __init__(self, pid: int, job_w: int, result_r: int, reaped_elsewhere: bool = False) -> None:
         self.pid = pid
         self.job_w = job_w
         self.result_r = result_r
+        self.reaped_elsewhere = reaped_elsewhere  # a zygote's child: the zygote reaps it
 
     def send(self, job: jobmod.Job, since: int) -> None:
         """Hand over the job (the child reads until EOF) and let go of the pipe."""
@@ -60,6 +61,8 @@ class Horse:
             os.close(self.job_w)
             self.job_w = -1
         os.close(self.result_r)
+        if self.reaped_elsewhere:
+            return
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:

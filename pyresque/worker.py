@@ -25,6 +25,7 @@ from .heartbeat import Pruner
 from .jobclass import JobResolver
 from .log import get_logger
 from .queue import Resque
+from .zygote import Zygote, ZygoteGone
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
 _GLOB = set("*?[")
@@ -101,6 +102,7 @@ class Worker:
         self.log = get_logger("pyresque.worker").bind(worker=self.id)
         self.child_pid: int | None = None
         self._warm: horse.Horse | None = None
+        self._zygote: Zygote | None = None
         self._exiting: list[int] = []
         self._unbooked: Bookkeeping | None = None
         self._job_deadline: float | None = None
@@ -349,22 +351,24 @@ class Worker:
         self._finish(job, started, jobmod.failure_outcome(exc, with_backtrace=False), begun)
 
     def _fork_and_wait(self, job: jobmod.Job, target: Any, limit: float | None = None) -> jobmod.Outcome:
-        child = self._warm or self._spawn()
-        self._warm = None
+        child = self._next_child()
         since = int(time.time())
         try:
             child.send(job, since)
         except OSError:  # the waiting child died (OOM killer, an operator's kill): one more try
             child.cancel()
-            child = self._spawn()
+            child = self._next_child()
             child.send(job, since)
         self.child_pid = child.pid
         self._job_deadline = time.monotonic() + limit if limit else None
         self._job_limit = limit
         self._timed_out = None
         procline.set_title(procline.forked(child.pid, since))
-        if self.options.prefork and not self.shutdown:
-            self._warm = self._spawn((child.result_r,))  # forked while the job runs: off the critical path
+        if self.options.prefork and not self.shutdown:  # the next child is forked while this job runs
+            if self._zygote is not None:
+                self._zygote.request()
+            else:
+                self._warm = self._spawn((child.result_r,))
         try:
             message, status = self._monitor_child(child.pid, child.result_r)
         finally:
@@ -387,6 +391,19 @@ class Worker:
             return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=f"Job exited with exit code {code}")
         return jobmod.Outcome(True)  # exited 0 without a word (os._exit(0) in the job): done, as php
 
+    def _next_child(self) -> horse.Horse:
+        """A child ready for a job: from the zygote, the one forked ahead, or a new one."""
+        if self._zygote is not None:
+            try:
+                return self._zygote.take()
+            except (ZygoteGone, OSError) as exc:
+                self.log.warning("forking helper died, starting a new one", error=str(exc))
+                self._zygote.stop()
+                self._zygote = Zygote.start(self.resolver, (self._wakeup_r, self._wakeup_w))
+                return self._zygote.take()
+        child, self._warm = self._warm, None
+        return child or self._spawn()
+
     def _spawn(self, busy_fds: tuple[int, ...] = ()) -> horse.Horse:
         """Fork a child for the next job; it closes the parent's fds it has no business with."""
         return horse.spawn(self.resolver, (self._wakeup_r, self._wakeup_w) + busy_fds)
@@ -405,12 +422,16 @@ class Worker:
         pidfd = _pidfd_open(pid)
         chunks: list[bytes] = []
         watch = [result_r, self._wakeup_r] + ([pidfd] if pidfd >= 0 else [])
+        if self._zygote is not None:
+            watch.append(self._zygote.fileno())
         reported = False
         try:
             while True:
                 ready, _, _ = select.select(watch, [], [], self._timer_timeout())
                 if self._wakeup_r in ready:
                     self._handle_signals()
+                if self._zygote is not None and self._zygote.fileno() in ready:
+                    self._zygote.drain()  # exit notices of earlier children
                 if result_r in ready and result_r in watch:
                     data = os.read(result_r, 65536)
                     if data:
@@ -429,9 +450,15 @@ class Worker:
             if pidfd >= 0:
                 os.close(pidfd)
         if reported:
-            self._exiting.append(pid)
+            if self._zygote is not None:
+                self._zygote.forget(pid)
+            else:
+                self._exiting.append(pid)
             return b"".join(chunks), None
-        _, status = os.waitpid(pid, 0)
+        if self._zygote is not None:
+            status = self._zygote.status_of(pid)
+        else:
+            _, status = os.waitpid(pid, 0)
         if result_r in watch:  # the child is gone: read what it left without blocking
             os.set_blocking(result_r, False)
             try:
@@ -644,6 +671,9 @@ class Worker:
     # == 6. unregister =========================================================================
     def _teardown(self) -> None:
         self._cancel_warm_child()
+        if self._zygote is not None:
+            self._zygote.stop()
+            self._zygote = None
         self._reap_exited(block=True)
         if self._registered:
             self._flush_bookkeeping()

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 
+import psutil
 import pytest
 
 import vectors
@@ -50,7 +51,9 @@ def test_php_job_runs_and_state_matches_php_vector(redis_url, r, tmp_path):
         assert resque.status(job_id).result == {"args": {"name": "x", "n": 1}, "queue": "default", "id": job_id}
         assert 86390 < r.ttl(f"resque:job:{job_id}:status") <= 86400
         ran = records(worker, "php_job")[0]
-        assert ran["calls"] == ["setUp", "perform", "tearDown"] and ran["ppid"] == worker.pid
+        assert ran["calls"] == ["setUp", "perform", "tearDown"]
+        # forked by the worker, or by its forking helper (a child of the worker)
+        assert ran["ppid"] == worker.pid or psutil.Process(ran["ppid"]).ppid() == worker.pid
         assert re.match(r"resque-[0-9.]+: Processing default since \d+ \[PHP_Job\]$", ran["title"])
         ours = shape(vectors.dump(r), HOST, worker.pid, ignore=("pruning_dead_workers", "workers:heartbeat"))
         theirs_state = vectors.state(vectors.load("php-resque-v1.3.6/b_worker_success"), "after_complete_worker_idle")

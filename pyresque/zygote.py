@@ -1,0 +1,189 @@
+"""A small forking helper: it forks each job's child so the worker parent never has to.
+
+Why: after a ``fork()`` every page the parent writes (refcounts, allocations, redis-py's and
+structlog's objects) is copied while a child still shares it — ~550 page faults per job on
+this kind of machine, most of the parent's CPU. The zygote is forked once at start-up, before
+any Redis connection, and then does nothing but fork: it touches few pages, the parent touches
+none that a child shares, and the fork itself runs on the other core while the parent books
+the previous job and reserves the next.
+
+Protocol on a UNIX socket pair (parent <-> zygote):
+
+* parent sends ``F``: "fork one child"; the zygote answers ``F<pid>`` with two fds attached
+  (the child's job pipe write end and result pipe read end, see :class:`horse.Horse`);
+* the zygote reaps its children and sends ``X<pid><wait status>`` for each;
+* EOF on the socket (the worker exited or was killed) makes the zygote exit: its idle children
+  see EOF on their job pipes and exit too; a child running a job finishes it.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+from typing import Any, NoReturn
+
+from . import horse, procline
+
+_NOTICE = struct.Struct("!cii")  # kind, pid, wait status
+
+
+class Zygote:
+    """The worker parent's handle on its forking helper."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.sock.setblocking(False)
+        self._buffer = b""
+        self._handles: list[horse.Horse] = []
+        self._statuses: dict[int, int] = {}
+        self._forgotten: set[int] = set()
+        self.requested = 0
+
+    @classmethod
+    def start(cls, resolver: Any, close_fds: tuple[int, ...]) -> Zygote:
+        parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:
+            parent_end.close()
+            _zygote_main(zygote_end, resolver, close_fds)
+        zygote_end.close()
+        return cls(pid, parent_end)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def request(self) -> None:
+        """Ask for one more child; its handle arrives later (:meth:`take`)."""
+        self.sock.sendall(b"F")
+        self.requested += 1
+
+    def take(self) -> horse.Horse:
+        """The next requested child's handle (requests one if none is on its way)."""
+        if not self._handles and self.requested == 0:
+            self.request()
+        while not self._handles:
+            self._read(block=True)
+        self.requested -= 1
+        return self._handles.pop(0)
+
+    def status_of(self, pid: int) -> int:
+        """Block until the zygote reports ``pid``'s wait status."""
+        while pid not in self._statuses:
+            self._read(block=True)
+        return self._statuses.pop(pid)
+
+    def forget(self, pid: int) -> None:
+        """We will never ask for this child's status (it reported its job)."""
+        if self._statuses.pop(pid, None) is None:
+            self._forgotten.add(pid)
+
+    def drain(self) -> None:
+        """Read whatever notices have arrived, without blocking."""
+        self._read(block=False)
+
+    def _read(self, block: bool) -> None:
+        if block:
+            select.select([self.sock], [], [])
+        try:
+            data, fds, _, _ = socket.recv_fds(self.sock, 4096, 16)
+        except BlockingIOError:
+            return
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            raise ZygoteGone("the forking helper exited")
+        self._buffer += data
+        fds = list(fds)
+        while len(self._buffer) >= _NOTICE.size:
+            kind, pid, status = _NOTICE.unpack_from(self._buffer)
+            self._buffer = self._buffer[_NOTICE.size:]
+            if kind == b"F":
+                self._handles.append(horse.Horse(pid, fds.pop(0), fds.pop(0), reaped_elsewhere=True))
+            elif pid in self._forgotten:
+                self._forgotten.discard(pid)
+            else:
+                self._statuses[pid] = status
+
+    def stop(self) -> None:
+        """Close the socket: the zygote exits once its children have; reap it."""
+        for handle in self._handles:
+            handle.cancel()
+        self._handles.clear()
+        try:
+            self.sock.close()
+        finally:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+
+class ZygoteGone(RuntimeError):
+    """The forking helper died; the worker starts a new one."""
+
+
+def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...]) -> NoReturn:
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+                       signal.SIGCONT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # the worker parent decides; EOF stops us
+        for fd in close_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        procline.set_title(f"Forker for worker {os.getppid()}")
+        children = 0
+        open_socket = True
+        while open_socket or children:
+            watched: list[Any] = [sock, wake_r] if open_socket else [wake_r]
+            ready, _, _ = select.select(watched, [], [], 1.0)
+            if wake_r in ready:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            children -= _reap(sock if open_socket else None)
+            if open_socket and sock in ready:
+                request = sock.recv(64)
+                if not request:
+                    open_socket = False
+                    continue
+                for _ in range(request.count(b"F")):
+                    handle = horse.spawn(resolver, (sock.fileno(), wake_r, wake_w))
+                    children += 1
+                    socket.send_fds(sock, [_NOTICE.pack(b"F", handle.pid, 0)], [handle.job_w, handle.result_r])
+                    os.close(handle.job_w)
+                    os.close(handle.result_r)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _reap(sock: socket.socket | None) -> int:
+    reaped = 0
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped += 1
+        if sock is not None:
+            try:
+                sock.sendall(_NOTICE.pack(b"X", pid, status))
+            except OSError:
+                pass
