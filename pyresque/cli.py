@@ -22,6 +22,8 @@ from .cli_common import (  # noqa: F401 - re-exported for sub-command modules
     open_resque,
     parse_json_args,
 )
+from .cli_scheduler import parse_when
+from .delayed import enqueue_at
 from .exceptions import InvalidStatus
 
 
@@ -42,28 +44,39 @@ def main() -> None:
 @click.option("--ruby", "ruby_shape", is_flag=True, help="Write Ruby's bare {class,args} payload (no id, no tracking).")
 @click.option("--status-prefix", default="", help="php-resque's status prefix (job:<prefix>_<id>:status).")
 @click.option("--quiet", is_flag=True, help="Print only the job id.")
+@click.option("--at", "at", default=None, help="Delay until this time: unix seconds or ISO-8601 (UTC unless it has an offset).")
+@click.option("--in", "delay", default=None, help="Delay by this long: seconds or a duration like 90s, 5m, 1h30m.")
 @connection_options
 @handle_errors
 def enqueue(job_class: str, args: tuple[str, ...], queue: str, no_track: bool, ruby_shape: bool,
-            status_prefix: str, quiet: bool, redis_url: str | None, prefix: str | None) -> None:
+            status_prefix: str, quiet: bool, at: str | None, delay: str | None, redis_url: str | None,
+            prefix: str | None) -> None:
     """Push a job. Each ARG_JSON is one positional argument, parsed as JSON.
 
     \b
       pyresque enqueue PHP_Job '{"name":"x","n":1}'   # args [{"name":"x","n":1}]
       pyresque enqueue SomeJob 1 '"two"' '{"k":"v"}'  # args [1,"two",{"k":"v"}]
+      pyresque enqueue SomeJob 1 --in 5m              # delayed: moved by pyresque-scheduler
     """
     arguments = parse_json_args(args)
     wire.validate_queue_name(queue)
+    when = parse_when(at, delay)
     resque = open_resque(redis_url, prefix)
-    job_id = resque.enqueue(queue, job_class, *arguments, track=not no_track and not ruby_shape,
-                            status_prefix=status_prefix, shape="ruby" if ruby_shape else "php")
+    options: dict[str, Any] = dict(track=not no_track and not ruby_shape, status_prefix=status_prefix,
+                                   shape="ruby" if ruby_shape else "php")
+    if when is not None and when > time.time():
+        job_id = enqueue_at(resque, when, queue, job_class, *arguments, **options)
+        done = f"Scheduled {job_class} for {queue} at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(when))}"
+    else:  # no delay, or a time already past: enqueue now (Ruby's enqueue_at rule)
+        job_id = resque.enqueue(queue, job_class, *arguments, **options)
+        done = f"Enqueued {job_class} on {queue}"
     if quiet:
         if job_id:
             click.echo(job_id)
     elif job_id:
-        click.echo(f"Enqueued {job_class} on {queue}: {job_id}")
+        click.echo(f"{done}: {job_id}")
     else:
-        click.echo(f"Enqueued {job_class} on {queue} (Ruby shape, no id)")
+        click.echo(f"{done} (Ruby shape, no id)")
 
 
 def _status_doc(job_id: str, packet: wire.StatusPacket, ttl: int) -> dict[str, Any]:
@@ -197,6 +210,12 @@ main.add_command(worker)
 from .cli_failed import failed  # noqa: E402
 
 main.add_command(failed)
+
+from .cli_scheduler import delayed, schedule, scheduler, scheduler_main  # noqa: E402,F401 - scheduler_main: pyresque-scheduler
+
+main.add_command(scheduler)
+main.add_command(delayed)
+main.add_command(schedule)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

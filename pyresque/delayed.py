@@ -7,8 +7,9 @@ resque-web's Delayed tab and php-resque's scheduler all see pyresque's delayed j
     delayed:<ts>             list   {"class","args","queue"} items, Ruby's encoder (key order too)
     timestamps:<item>        set    "delayed:<ts>" for each bucket holding that exact item
 
-A job that has an id (php-resque's payload, tracked or not) keeps it across the delay. Its item
-in ``delayed:<ts>`` stays Ruby-exact (so Ruby can find and remove it), and its full payload waits
+A job that has an id (php-resque's payload, tracked or not), or any other key beyond
+``class``/``args`` (a retry's ``attempt``), keeps its payload across the delay. Its item in
+``delayed:<ts>`` stays Ruby-exact (so Ruby can find and remove it), and its full payload waits
 in a side hash ``pyresque:delayed:<ts>`` under the item's bytes, one list entry per copy. When
 pyresque's scheduler moves the item it pushes that payload (same ``id``/``prefix``, fresh
 ``queue_time``) and leaves the status key as it is (WAITING since the job was scheduled).
@@ -127,7 +128,7 @@ def _delay(resque: Resque, when: float, queue: str, payload: dict[str, Any], sta
     ts = bucket_for(when)
     item = encode_item(payload["class"], payload.get("args") or [], queue)
     element = None
-    if isinstance(payload.get("id"), str):
+    if set(payload) - {"class", "args"}:  # an id, or anything else the item cannot carry (attempt, ...)
         element = json.dumps(wire.encode_payload(payload), ensure_ascii=True)
     store_for(resque).delay(ts, item, element, status_key, packet, ts + defaults.DELAYED_PAYLOADS_GRACE)
 

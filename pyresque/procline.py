@@ -61,3 +61,16 @@ def processing(queue: str, since: int, job_class: str) -> str:
 def looks_like_resque(cmdline: str) -> bool:
     """Would Ruby's pid scan count this command line as a live Resque worker?"""
     return bool(RUBY_WORKER_PATTERN.search(cmdline)) and "resque-web" not in cmdline
+
+
+def scheduler(status: str) -> None:
+    """The scheduler's title, resque-scheduler's format: ``resque-scheduler-<ver>: <status>``.
+
+    Like the master's, php's ``[r]esque`` scan matches it and Ruby's worker scan does not: a
+    scheduler is not a worker.
+    """
+    global _last_title
+    title = f"{os.environ.get('RESQUE_PROCLINE_PREFIX', '')}resque-scheduler-{defaults.PROCLINE_VERSION}: {status}"
+    if title != _last_title:
+        _set_title(title)
+        _last_title = title

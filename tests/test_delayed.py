@@ -194,6 +194,16 @@ def test_delay_payload_keeps_the_payload_and_its_status(resque, r):
     assert json.loads(r.lindex("resque:queue:now", 0))["id"] == "a" * 32
 
 
+def test_delay_payload_keeps_extra_keys_of_a_ruby_payload(resque, r):
+    """A retried Ruby-shape job carries its attempt count, which the bare item cannot."""
+    retried = {"class": "SomeJob", "args": [1], "attempt": 2, "retry_history": [{"attempt": 1, "error": "x"}]}
+    delay_payload(resque, time.time() + 5, "default", retried)
+    [member] = r.zrange("resque:delayed_queue_schedule", 0, -1)
+    assert r.lrange(b"resque:delayed:" + member, 0, -1) == [b'{"class":"SomeJob","args":[1],"queue":"default"}']
+    move_due(resque, now=time.time() + 10)
+    assert json.loads(r.lindex("resque:queue:default", 0)) == retried
+
+
 def test_bad_input_is_refused_with_a_clear_error(resque, r):
     with pytest.raises(InvalidDelay, match=">= 0"):
         enqueue_in(resque, -1, "default", "SomeJob")

@@ -1,0 +1,203 @@
+"""The scheduler as real subprocesses: delayed jobs run on time, one master at a time, takeover
+after a dead master's lock expires, nothing lost or duplicated, recurring ticks fire once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pyresque import Resque
+from pyresque.delayed import enqueue_at
+from support import TESTS, WorkerProcess, records, wait_for
+
+LOCK = "resque:resque:resque_scheduler_master_lock"
+
+
+class SchedulerProcess:
+    """A real ``pyresque scheduler`` subprocess with its own log file."""
+
+    def __init__(self, redis_url: str, tmp_path: Path, *args: str, **env: str) -> None:
+        self.log_path = tmp_path / f"scheduler-{time.monotonic_ns()}.log"
+        self.args = list(args)
+        self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX")}
+        self.env.update({"REDIS_URL": redis_url, "RESQUE_SCHEDULER_INTERVAL": "0.1", "PYTHONPATH": str(TESTS.parent)})
+        self.env.update(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SchedulerProcess:
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "pyresque", "scheduler", *self.args], env=self.env,
+                                        stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def title(self) -> str:
+        with open(f"/proc/{self.pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait(self, timeout: float = 10) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"scheduler did not exit within {timeout}s\n{self.log()}") from None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None:
+            self._log.close()
+
+    def __enter__(self) -> SchedulerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def holder_pid(r) -> int | None:
+    value = r.get(LOCK)
+    return int(value.decode().rsplit(":", 1)[1]) if value else None
+
+
+def cli(redis_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX")}
+    env["REDIS_URL"] = redis_url
+    return subprocess.run([sys.executable, "-m", "pyresque", *args], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_a_job_enqueued_in_2s_runs_after_2s_under_a_real_scheduler_and_worker(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    with SchedulerProcess(redis_url, tmp_path) as scheduler, WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: holder_pid(r) == scheduler.pid, what=f"the master lock\n{scheduler.log()}")
+        before = time.time()
+        done = cli(redis_url, "enqueue", "SomeJob", "1", "--in", "2", "--quiet")
+        assert done.returncode == 0, done.stderr
+        job_id = done.stdout.strip()
+        assert resque.status(job_id).status == 1
+        ran = wait_for(lambda: records(worker, "ruby_job"), timeout=10, what=f"the job to run\n{scheduler.log()}")[0]
+        assert ran["args"] == [1]
+        assert 2.0 <= ran["t"] - before < 3.5, ran["t"] - before
+        wait_for(lambda: resque.status(job_id).status == 4, what="status complete under the same id")
+        assert re.match(r"resque-scheduler-[0-9.]+: (Processing Delayed Items|Schedules Loaded)$", scheduler.title())
+    assert scheduler.process.returncode == 0 and r.get(LOCK) is None  # TERM released the lock
+
+
+def test_two_schedulers_one_master_takeover_and_no_job_lost_or_duplicated(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    first = SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "2").start()
+    second = SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "2").start()
+    try:
+        wait_for(lambda: holder_pid(r) in (first.pid, second.pid), what="a master")
+        master, child = (first, second) if holder_pid(r) == first.pid else (second, first)
+        wait_for(lambda: "Child scheduler" in child.title(), what=f"the other to stay child\n{child.log()}")
+        ids = set()
+        now = time.time()
+        for i in range(300):  # three buckets, one second apart
+            ids.add(enqueue_at(resque, now + 1 + i % 3, "default", "NoopJob", i))
+        wait_for(lambda: r.llen("resque:queue:default") >= 100, timeout=10, what="the first bucket moved")
+        os.kill(master.pid, signal.SIGKILL)  # dies holding the lock, mid-stream
+        master.wait()
+        assert r.llen("resque:queue:default") < 300
+        assert holder_pid(r) == master.pid
+        for i in range(300, 400):
+            ids.add(enqueue_at(resque, time.time() + 0.3, "default", "NoopJob", i))
+        killed_at = time.time()
+        wait_for(lambda: holder_pid(r) == child.pid, timeout=10, what=f"the takeover\n{child.log()}")
+        assert time.time() - killed_at < 3.5
+        wait_for(lambda: r.llen("resque:queue:default") == 400, timeout=10, what=f"every job moved\n{child.log()}")
+        time.sleep(0.5)  # anything moved twice would show now
+        pushed = [json.loads(item)["id"] for item in r.lrange("resque:queue:default", 0, -1)]
+        assert len(pushed) == 400 and set(pushed) == ids
+        assert r.zcard("resque:delayed_queue_schedule") == 0 and not r.keys("resque:pyresque:*")
+        assert "moved delayed jobs" not in child.log().split("became master")[0]  # the child moved nothing before
+        assert "Master scheduler" in child.title() or "Processing Delayed Items" in child.title()
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_foreign_master_keeps_ours_idle_until_its_lock_expires(redis_url, r, tmp_path):
+    r.set(LOCK, "rubyhost:4242", ex=2)  # resque-scheduler on another host holds the lock
+    enqueue_at(Resque(redis_url), time.time() + 0.2, "default", "NoopJob", 1, shape="ruby")
+    with SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "3") as scheduler:
+        time.sleep(1.0)
+        assert r.llen("resque:queue:default") == 0 and r.get(LOCK) == b"rubyhost:4242"  # never refreshed by us
+        wait_for(lambda: holder_pid(r) == scheduler.pid, timeout=5, what="the takeover")
+        wait_for(lambda: r.llen("resque:queue:default") == 1, what="the job moved")
+        assert 0 < r.ttl(LOCK) <= 3
+        scheduler.process.send_signal(signal.SIGQUIT)
+        assert scheduler.wait() == 0
+    assert r.get(LOCK) is None
+
+
+def test_recurring_schedules_fire_and_a_missed_tick_fires_once(redis_url, r, tmp_path):
+    # every 2s, last fired an hour ago: ~1800 missed ticks -> exactly one enqueue now
+    r.hset("resque:delayed:last_enqueued_at", "missed", time.strftime("%Y-%m-%d %H:%M:%S +0000",
+                                                                      time.gmtime(time.time() - 3600)))
+    assert cli(redis_url, "schedule", "add", "missed", "--class", "NoopJob", "-q", "missed", "--every", "2s").returncode == 0
+    assert cli(redis_url, "schedule", "add", "each_second", "--class", "NoopJob", "-q", "cron",
+               "--cron", "* * * * * *", "--args", '{"k":1}').returncode == 0
+    schedule_file = tmp_path / "schedule.json"
+    schedule_file.write_text(json.dumps({"from_file": {"class": "NoopJob", "queue": "file", "every": "1s", "args": [1, 2]}}))
+    with SchedulerProcess(redis_url, tmp_path, "--schedule", str(schedule_file)) as scheduler:
+        wait_for(lambda: r.llen("resque:queue:missed") >= 1, what=f"the missed tick\n{scheduler.log()}")
+        time.sleep(0.5)
+        assert r.llen("resque:queue:missed") == 1
+        wait_for(lambda: r.llen("resque:queue:cron") >= 2 and r.llen("resque:queue:file") >= 2, timeout=6,
+                 what=f"cron and file ticks\n{scheduler.log()}")
+        wait_for(lambda: r.llen("resque:queue:missed") == 2, timeout=4, what="the next 2s tick")
+        # a schedule added while running is picked up through schedules_changed
+        assert cli(redis_url, "schedule", "add", "late", "--class", "NoopJob", "-q", "late", "--every", "1").returncode == 0
+        wait_for(lambda: r.llen("resque:queue:late") >= 1, timeout=5, what=f"the new schedule\n{scheduler.log()}")
+    cron_job = json.loads(r.lindex("resque:queue:cron", 0))
+    assert cron_job["class"] == "NoopJob" and cron_job["args"] == [{"k": 1}] and len(cron_job["id"]) == 32
+    assert not r.exists(f"resque:job:{cron_job['id']}:status")  # recurring jobs are not tracked
+    assert json.loads(r.lindex("resque:queue:file", 0))["args"] == [1, 2]
+    last = {k.decode(): v.decode() for k, v in r.hgetall("resque:delayed:last_enqueued_at").items()}
+    assert set(last) == {"missed", "each_second", "from_file", "late"}
+    assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000$", v) for v in last.values())
+    assert r.hget("resque:persistent_schedules", "each_second") == \
+        b'{"class":"NoopJob","cron":"* * * * * *","queue":"cron","args":{"k":1}}'
+
+
+def test_a_bad_schedule_file_stops_the_scheduler_with_a_clear_error(redis_url, r, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"nightly": {"class": "Report", "queue": "low", "cron": "61 * * * *"}}))
+    done = subprocess.run([sys.executable, "-m", "pyresque", "scheduler", "--schedule", str(bad)],
+                          env={**os.environ, "REDIS_URL": redis_url}, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "schedule 'nightly'" in done.stderr and "61 * * * *" in done.stderr
+    assert r.get(LOCK) is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--in", "-2"], "--in '-2'"),
+    (["--in", "soon"], "--in 'soon'"),
+    (["--at", "tomorrow"], "--at 'tomorrow'"),
+    (["--at", "1", "--in", "1"], "not both"),
+])
+def test_enqueue_rejects_bad_times(redis_url, r, args, message):
+    done = cli(redis_url, "enqueue", "SomeJob", "1", *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert r.keys("*") == []
