@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
+import redis
+
 from . import defaults
 from . import payload as wire
 from .datastore_scheduler import SchedulerStore
@@ -191,10 +193,13 @@ def move_due(resque: Resque, now: float | None = None, batch: int = defaults.DEL
 def _drain_bucket(resque: Resque, store: SchedulerStore, ts: bytes, batch: int, worker: str, result: MoveResult) -> bool:
     attempts = 0
     while True:
-        items = store.bucket_head(ts, batch)
-        side = store.side_payloads(ts)
-        side_updates, actions = plan_moves(items, side, worker, _text(ts))
-        done = store.move_batch(ts, items, side_updates, actions)
+        try:
+            items = store.bucket_head(ts, batch)
+            side = store.side_payloads(ts)
+            side_updates, actions = plan_moves(items, side, worker, _text(ts))
+            done = store.move_batch(ts, items, side_updates, actions)
+        except redis.ResponseError:  # not a list (WRONGTYPE), …: leave that bucket, move the others
+            return False
         if done == 0:
             attempts += 1
             result.retries += 1

@@ -121,6 +121,8 @@ class Scheduler:
                 except _REDIS_DOWN as exc:
                     self._redis_outage(exc)
                     continue
+                except Exception:  # a bad reply or a bug must not stop every delayed job
+                    self.log.exception("scheduler pass failed; trying again next pass")
                 self._idle(self.options.interval)
         finally:
             self._teardown()
@@ -156,7 +158,8 @@ class Scheduler:
             procline.scheduler("Processing Delayed Items")
             self.log.info("moved delayed jobs", moved=moved.moved, failed=moved.failed)
         if moved.skipped:
-            self.log.warning("delayed buckets kept changing underneath; left for the next pass", buckets=moved.skipped)
+            self.log.warning("delayed buckets left for the next pass (changing underneath, or not lists)",
+                             buckets=moved.skipped)
         if self.options.dynamic and self.store.drain_schedules_changed():
             self.reload_schedules()
         self.fire_due(time.time() if now is None else now)

@@ -250,3 +250,12 @@ def test_prefix_is_applied_to_every_key(redis_url, r):
     assert {k.decode().split(":")[0] for k in r.keys("*")} == {"app"}
     move_due(resque, now=time.time() + 10)
     assert json.loads(r.lindex("app:queue:q", 0))["id"] == job_id
+
+
+def test_a_bucket_that_is_not_a_list_is_skipped_and_the_others_move(resque, r):
+    r.set("resque:delayed:1795323000", "not a list")
+    r.zadd("resque:delayed_queue_schedule", {"1795323000": 1795323000})
+    enqueue_at(resque, time.time() + 1, "default", "SomeJob", 1, shape="ruby")
+    result = move_due(resque, now=time.time() + 5)
+    assert (result.moved, result.skipped) == (1, ["1795323000"]) and r.llen("resque:queue:default") == 1
+    assert r.get("resque:delayed:1795323000") == b"not a list"  # left for a human, not lost

@@ -152,6 +152,19 @@ def test_a_foreign_master_keeps_ours_idle_until_its_lock_expires(redis_url, r, t
     assert r.get(LOCK) is None
 
 
+def test_the_scheduler_survives_a_redis_restart(redis_server, redis_url, r, tmp_path):
+    with SchedulerProcess(redis_url, tmp_path) as scheduler:
+        wait_for(lambda: holder_pid(r) == scheduler.pid, what="the master lock")
+        redis_server.stop()
+        time.sleep(1.5)
+        redis_server.start()
+        enqueue_at(Resque(redis_url), time.time() + 0.5, "default", "NoopJob", 1, shape="ruby")
+        wait_for(lambda: r.llen("resque:queue:default") == 1, timeout=15, what=f"the move after the restart\n{scheduler.log()}")
+        assert holder_pid(r) == scheduler.pid and scheduler.process.poll() is None
+    log = scheduler.log()
+    assert log.count("redis unavailable") == 1 and "Traceback" not in log
+
+
 def test_recurring_schedules_fire_and_a_missed_tick_fires_once(redis_url, r, tmp_path):
     # every 2s, last fired an hour ago: ~1800 missed ticks -> exactly one enqueue now
     r.hset("resque:delayed:last_enqueued_at", "missed", time.strftime("%Y-%m-%d %H:%M:%S +0000",
@@ -180,6 +193,22 @@ def test_recurring_schedules_fire_and_a_missed_tick_fires_once(redis_url, r, tmp
     assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000$", v) for v in last.values())
     assert r.hget("resque:persistent_schedules", "each_second") == \
         b'{"class":"NoopJob","cron":"* * * * * *","queue":"cron","args":{"k":1}}'
+
+
+def test_usr2_reloads_the_schedule_file_and_usr1_logs_it(redis_url, r, tmp_path):
+    schedule_file = tmp_path / "schedule.json"
+    schedule_file.write_text(json.dumps({"old": {"class": "NoopJob", "queue": "old", "every": "1h"}}))
+    with SchedulerProcess(redis_url, tmp_path, "--schedule", str(schedule_file)) as scheduler:
+        wait_for(lambda: holder_pid(r) == scheduler.pid, what="the master lock")
+        schedule_file.write_text("{broken")
+        scheduler.process.send_signal(signal.SIGUSR2)
+        wait_for(lambda: "schedule file not reloaded" in scheduler.log(), what="the refusal")
+        schedule_file.write_text(json.dumps({"new": {"class": "NoopJob", "queue": "new", "every": "1s"}}))
+        scheduler.process.send_signal(signal.SIGUSR2)
+        wait_for(lambda: r.llen("resque:queue:new") >= 1, timeout=5, what=f"the reloaded schedule\n{scheduler.log()}")
+        scheduler.process.send_signal(signal.SIGUSR1)
+        wait_for(lambda: re.search(r"schedule .*every: 1s", scheduler.log()), what="USR1's listing")
+        assert scheduler.process.poll() is None and r.llen("resque:queue:old") == 0
 
 
 def test_a_bad_schedule_file_stops_the_scheduler_with_a_clear_error(redis_url, r, tmp_path):
