@@ -27,7 +27,8 @@ def _flag(value: str | None) -> bool:
               help="Seconds between polls (BLPOP timeout with --blocking); 0 = exit when the queues are empty (env INTERVAL).")
 @click.option("--blocking", envvar="BLOCKING", default=None,
               help="Wait with BLPOP instead of polling; '', '0', 'false' mean off (env BLOCKING).")
-@click.option("--count", envvar="COUNT", type=int, default=1, help="Workers to run (env COUNT); pools need the master.")
+@click.option("-c", "--count", envvar="COUNT", type=click.IntRange(min=1), default=1,
+              help="Workers to run (env COUNT); more than 1 starts a supervising master (see 'pyresque pool').")
 @click.option("--include", "includes", envvar="APP_INCLUDE", multiple=True,
               help="Python file or module defining/registering job classes (env APP_INCLUDE; repeatable).")
 @click.option("--allow", "allowed", envvar="ALLOWED_MODULES", multiple=True,
@@ -37,6 +38,10 @@ def _flag(value: str | None) -> bool:
               help="Run jobs in the worker process, no fork (like Ruby's FORK_PER_JOB=false).")
 @click.option("--prefork/--no-prefork", envvar="PYRESQUE_PREFORK", default=True, show_default=True,
               help="Fork the next job's child while the current job runs (fork mode).")
+@click.option("--fork-every", envvar="PYRESQUE_FORK_EVERY", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs one child serves before it is replaced (1 = a fresh process per job) (env PYRESQUE_FORK_EVERY).")
+@click.option("--max-child-memory", envvar="PYRESQUE_MAX_CHILD_MEMORY", type=click.FloatRange(min=0), default=0,
+              help="With --fork-every: replace a child whose RSS passed this many MiB (env PYRESQUE_MAX_CHILD_MEMORY).")
 @click.option("--timeout", "job_timeout", envvar="PYRESQUE_JOB_TIMEOUT", type=click.FloatRange(min=0), default=0,
               help="Default time limit in seconds for jobs whose class sets none; 0 = none (env PYRESQUE_JOB_TIMEOUT).")
 @click.option("--term-child", envvar="TERM_CHILD", default=None,
@@ -62,7 +67,8 @@ def _flag(value: str | None) -> bool:
               help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")
 @handle_errors
 def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
-           allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, job_timeout: float,
+           allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, fork_every: int,
+           max_child_memory: float, job_timeout: float,
            term_child: str | None,
            term_timeout: float,
            graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
@@ -94,6 +100,8 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         blocking=_flag(blocking),
         fork=not inline,
         prefork=prefork,
+        fork_every=fork_every,
+        max_child_memory_mb=max_child_memory,
         job_timeout=job_timeout or None,
         term_child=_flag(term_child),
         graceful_term=_flag(graceful_term),

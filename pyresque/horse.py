@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import signal
+import struct
 import sys
 from typing import Any, NoReturn
 
@@ -46,21 +47,24 @@ class Horse:
         self.reaped_elsewhere = reaped_elsewhere  # a zygote's child: the zygote reaps it
 
     def send(self, job: jobmod.Job, since: int) -> None:
-        """Hand over the job (the child reads until EOF) and let go of the pipe."""
+        """Hand over one job as a length-prefixed frame."""
         message = wire.encode_ruby({"queue": job.queue, "raw": job.raw.decode("utf-8"), "worker": job.worker_id,
                                     "since": since}).encode("utf-8")
-        try:
-            _write_all(self.job_w, message)
-        finally:
-            os.close(self.job_w)
-            self.job_w = -1
+        _write_all(self.job_w, FRAME.pack(len(message)) + message)
+
+    def close(self) -> None:
+        """Let go of the pipes (the child, if idle, sees EOF and exits)."""
+        for fd in (self.job_w, self.result_r):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.job_w = self.result_r = -1
 
     def cancel(self) -> None:
-        """Close the job pipe unused: the idle child exits; reap it."""
-        if self.job_w >= 0:
-            os.close(self.job_w)
-            self.job_w = -1
-        os.close(self.result_r)
+        """Close the pipes unused: the idle child exits; reap it if it is ours."""
+        self.close()
         if self.reaped_elsewhere:
             return
         try:
@@ -69,8 +73,27 @@ class Horse:
             pass
 
 
-def spawn(resolver: Any, close_fds: tuple[int, ...]) -> Horse:
-    """Fork a child that will wait for one job. ``close_fds``: the parent's fds it must not keep."""
+#: Every message on the job and result pipes is a 4-byte big-endian length, then the bytes. A
+#: report's first byte says whether the child goes on (``C``) or exits now (``R``, retiring).
+FRAME = struct.Struct("!I")
+
+
+def parse_report(buffer: bytes) -> tuple[bytes, bool] | None:
+    """(message, retiring) once ``buffer`` holds a whole report frame, else ``None``."""
+    if len(buffer) < FRAME.size:
+        return None
+    (size,) = FRAME.unpack_from(buffer)
+    if len(buffer) < FRAME.size + size:
+        return None
+    body = buffer[FRAME.size:FRAME.size + size]
+    return body[1:], body[:1] == b"R"
+
+
+def spawn(resolver: Any, close_fds: tuple[int, ...], max_jobs: int = 1, max_rss_mb: float = 0) -> Horse:
+    """Fork a child that serves up to ``max_jobs`` jobs (or until its RSS passes ``max_rss_mb``).
+
+    ``close_fds``: the parent's fds the child must not keep.
+    """
     job_r, job_w = os.pipe()
     result_r, result_w = os.pipe()
     gc.freeze()  # keep the child from touching (and copying) the parent's heap
@@ -78,7 +101,7 @@ def spawn(resolver: Any, close_fds: tuple[int, ...]) -> Horse:
     if pid == 0:
         os.close(job_w)
         os.close(result_r)
-        _serve_one(job_r, result_w, resolver, close_fds)
+        _serve(job_r, result_w, resolver, close_fds, max_jobs, max_rss_mb)
     os.close(job_r)
     os.close(result_w)
     try:
@@ -88,8 +111,9 @@ def spawn(resolver: Any, close_fds: tuple[int, ...]) -> Horse:
     return Horse(pid, job_w, result_r)
 
 
-def _serve_one(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, ...]) -> NoReturn:
-    """In the child: wait for the job, run it, report, exit. Never returns."""
+def _serve(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, ...], max_jobs: int,
+           max_rss_mb: float) -> NoReturn:
+    """In the child: run jobs as they come (up to ``max_jobs``), report each, exit. Never returns."""
     code = 0
     try:
         os.setpgid(0, 0)  # own process group: the parent kills the job and anything it spawned
@@ -99,36 +123,64 @@ def _serve_one(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, 
                 os.close(fd)
             except OSError:
                 pass
-        message = _read_all(job_r)
-        if not message:  # cancelled, or the parent is gone
-            os._exit(0)
-        signal.signal(signal.SIGTERM, _raise_terminated)
-        doc = json.loads(message)
-        job = jobmod.Job(doc["queue"], wire.decode_payload(doc["raw"]), doc["worker"], doc["raw"].encode("utf-8"))
-        procline.set_title(procline.processing(job.queue, doc["since"], job.job_class))
-        outcome = jobmod.run(job, resolver.resolve(job.job_class), after_fork=True)
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        _write_all(result_fd, outcome.to_message())
-        # Closing now, not at exit, lets the parent book the job while this process is still
-        # being torn down (the kernel frees the address space before it closes files).
-        os.close(result_fd)
+        served = 0
+        while True:
+            message = _read_frame(job_r)
+            if message is None:  # no more jobs, or the parent is gone
+                os._exit(0)
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            doc = json.loads(message)
+            job = jobmod.Job(doc["queue"], wire.decode_payload(doc["raw"]), doc["worker"], doc["raw"].encode("utf-8"))
+            procline.set_title(procline.processing(job.queue, doc["since"], job.job_class))
+            outcome = jobmod.run(job, resolver.resolve(job.job_class), after_fork=served == 0)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            served += 1
+            retiring = served >= max_jobs or (max_rss_mb > 0 and _rss_mb() > max_rss_mb)
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            body = (b"R" if retiring else b"C") + outcome.to_message()
+            _write_all(result_fd, FRAME.pack(len(body)) + body)
+            if retiring:
+                # Closing now, not at exit, lets the parent book the job while this process is
+                # still being torn down (the kernel frees the address space before it closes files).
+                os.close(result_fd)
+                break
     except BaseException:  # pragma: no cover - the parent records a dirty exit
         code = 1
     finally:
         os._exit(code)
 
 
-def _read_all(fd: int) -> bytes:
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1048576
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _read_frame(fd: int) -> bytes | None:
+    header = _read_exactly(fd, FRAME.size)
+    if header is None:
+        return None
+    return _read_exactly(fd, FRAME.unpack(header)[0])
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
     chunks: list[bytes] = []
-    while True:
-        data = os.read(fd, 65536)
+    missing = size
+    while missing:
+        data = os.read(fd, missing)
         if not data:
-            return b"".join(chunks)
+            return None
         chunks.append(data)
+        missing -= len(data)
+    return b"".join(chunks)
 
 
 def _write_all(fd: int, data: bytes) -> None:

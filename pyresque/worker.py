@@ -48,6 +48,10 @@ class WorkerOptions:
     job_timeout: float | None = None
     #: fork the next job's child while the current job runs (fork mode)
     prefork: bool = True
+    #: jobs one child serves before it is replaced (1 = a fresh process per job)
+    fork_every: int = 1
+    #: replace a child (after its job) once its RSS passes this many MiB; 0 = no ceiling
+    max_child_memory_mb: float = 0
     #: pid of the supervising master; when this worker's parent is no longer it (the master
     #: died), the worker finishes its job and exits instead of running unsupervised forever.
     supervisor_pid: int | None = None
@@ -102,6 +106,8 @@ class Worker:
         self.log = get_logger("pyresque.worker").bind(worker=self.id)
         self.child_pid: int | None = None
         self._warm: horse.Horse | None = None
+        self._horse: horse.Horse | None = None  # fork-every: the child that serves the next job
+        self._horse_served = 0
         self._zygote: Zygote | None = None
         self._exiting: list[int] = []
         self._unbooked: Bookkeeping | None = None
@@ -351,31 +357,34 @@ class Worker:
         self._finish(job, started, jobmod.failure_outcome(exc, with_backtrace=False), begun)
 
     def _fork_and_wait(self, job: jobmod.Job, target: Any, limit: float | None = None) -> jobmod.Outcome:
-        child = self._next_child()
+        """Run the job in a child (fresh, or the current one in fork-every mode) and wait."""
+        child, served = (self._horse, self._horse_served) if self._horse else (self._next_child(), 0)
+        self._horse = None
         since = int(time.time())
         try:
             child.send(job, since)
         except OSError:  # the waiting child died (OOM killer, an operator's kill): one more try
-            child.cancel()
-            child = self._next_child()
+            self._discard(child)
+            child, served = self._next_child(), 0
             child.send(job, since)
+        served += 1
         self.child_pid = child.pid
         self._job_deadline = time.monotonic() + limit if limit else None
         self._job_limit = limit
         self._timed_out = None
         procline.set_title(procline.forked(child.pid, since))
-        if self.options.prefork and not self.shutdown:  # the next child is forked while this job runs
-            if self._zygote is not None:
-                self._zygote.request()
-            else:
-                self._warm = self._spawn((child.result_r,))
+        if self.options.prefork and not self.shutdown and served >= self.options.fork_every:
+            self._fork_ahead(child)  # the next child is forked while this job runs
         try:
-            message, status = self._monitor_child(child.pid, child.result_r)
+            message, status, retiring = self._monitor_child(child.pid, child.result_r)
         finally:
-            os.close(child.result_r)
             self.child_pid = None
             self._kill_deadline = None
             self._job_deadline = None
+        if status is None and not retiring and not self.shutdown and self._timed_out is None:
+            self._horse, self._horse_served = child, served  # fork-every: it serves the next job too
+        else:
+            self._discard(child, reported=status is None)
         if self._timed_out is not None:
             return jobmod.Outcome(False, exception="pyresque.JobTimeout",
                                   error=f"Job exceeded its time limit of {self._timed_out:g}s and was killed")
@@ -391,6 +400,22 @@ class Worker:
             return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=f"Job exited with exit code {code}")
         return jobmod.Outcome(True)  # exited 0 without a word (os._exit(0) in the job): done, as php
 
+    def _fork_ahead(self, current: horse.Horse) -> None:
+        if self._zygote is not None:
+            self._zygote.request()
+        else:
+            self._warm = self._spawn((current.job_w, current.result_r))
+
+    def _discard(self, child: horse.Horse, reported: bool = True) -> None:
+        """Done with a child: close its pipes; it exits (or has); reap it later or let the zygote."""
+        child.close()
+        if not reported:
+            return  # already reaped by _monitor_child
+        if child.reaped_elsewhere and self._zygote is not None:
+            self._zygote.forget(child.pid)
+        elif not child.reaped_elsewhere:
+            self._exiting.append(child.pid)
+
     def _next_child(self) -> horse.Horse:
         """A child ready for a job: from the zygote, the one forked ahead, or a new one."""
         if self._zygote is not None:
@@ -399,34 +424,41 @@ class Worker:
             except (ZygoteGone, OSError) as exc:
                 self.log.warning("forking helper died, starting a new one", error=str(exc))
                 self._zygote.stop()
-                self._zygote = Zygote.start(self.resolver, (self._wakeup_r, self._wakeup_w))
+                self._zygote = self._start_zygote()
                 return self._zygote.take()
         child, self._warm = self._warm, None
         return child or self._spawn()
 
+    def _start_zygote(self) -> Zygote:
+        return Zygote.start(self.resolver, (self._wakeup_r, self._wakeup_w), self.options.fork_every,
+                            self.options.max_child_memory_mb)
+
     def _spawn(self, busy_fds: tuple[int, ...] = ()) -> horse.Horse:
         """Fork a child for the next job; it closes the parent's fds it has no business with."""
-        return horse.spawn(self.resolver, (self._wakeup_r, self._wakeup_w) + busy_fds)
+        return horse.spawn(self.resolver, (self._wakeup_r, self._wakeup_w) + busy_fds, self.options.fork_every,
+                           self.options.max_child_memory_mb)
 
     def _cancel_warm_child(self) -> None:
-        if self._warm is not None:
-            self._warm.cancel()
-            self._warm = None
+        for child in (self._warm, self._horse):
+            if child is not None:
+                child.cancel()
+        self._warm = self._horse = None
 
-    def _monitor_child(self, pid: int, result_r: int) -> tuple[bytes, int | None]:
-        """Wait for the child without polling; act on signals and timers meanwhile.
+    def _monitor_child(self, pid: int, result_r: int) -> tuple[bytes, int | None, bool]:
+        """Wait for the child's report without polling; act on signals and timers meanwhile.
 
-        Returns the child's report and, when it died without one, its wait status. A child that
-        reported is reaped later (:meth:`_reap_exited`): its teardown is off the critical path.
+        Returns (report, wait status, retiring). The status is ``None`` when the child reported:
+        it is reaped later, its teardown off the critical path. A child that died without a
+        report is reaped here and its status returned.
         """
         pidfd = _pidfd_open(pid)
-        chunks: list[bytes] = []
+        buffer = b""
         watch = [result_r, self._wakeup_r] + ([pidfd] if pidfd >= 0 else [])
         if self._zygote is not None:
             watch.append(self._zygote.fileno())
-        reported = False
+        report = None
         try:
-            while True:
+            while report is None:
                 ready, _, _ = select.select(watch, [], [], self._timer_timeout())
                 if self._wakeup_r in ready:
                     self._handle_signals()
@@ -435,38 +467,25 @@ class Worker:
                 if result_r in ready and result_r in watch:
                     data = os.read(result_r, 65536)
                     if data:
-                        chunks.append(data)
-                    else:
-                        watch.remove(result_r)
-                        if chunks:
-                            reported = True
-                            break
-                        if pidfd < 0:
-                            break
+                        buffer += data
+                        report = horse.parse_report(buffer)
+                        continue
+                    watch.remove(result_r)
+                    if pidfd < 0:
+                        break
                 if pidfd >= 0 and pidfd in ready:
                     break
                 self._child_timers(pid)
         finally:
             if pidfd >= 0:
                 os.close(pidfd)
-        if reported:
-            if self._zygote is not None:
-                self._zygote.forget(pid)
-            else:
-                self._exiting.append(pid)
-            return b"".join(chunks), None
+        if report is not None:
+            return report[0], None, report[1]
         if self._zygote is not None:
             status = self._zygote.status_of(pid)
         else:
             _, status = os.waitpid(pid, 0)
-        if result_r in watch:  # the child is gone: read what it left without blocking
-            os.set_blocking(result_r, False)
-            try:
-                while data := os.read(result_r, 65536):
-                    chunks.append(data)
-            except BlockingIOError:
-                pass
-        return b"".join(chunks), status
+        return b"", status, True
 
     def _reap_exited(self, block: bool = False) -> None:
         """Collect children that reported their job and are now exiting."""

@@ -44,12 +44,12 @@ class Zygote:
         self.requested = 0
 
     @classmethod
-    def start(cls, resolver: Any, close_fds: tuple[int, ...]) -> Zygote:
+    def start(cls, resolver: Any, close_fds: tuple[int, ...], max_jobs: int = 1, max_rss_mb: float = 0) -> Zygote:
         parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             parent_end.close()
-            _zygote_main(zygote_end, resolver, close_fds)
+            _zygote_main(zygote_end, resolver, close_fds, max_jobs, max_rss_mb)
         zygote_end.close()
         return cls(pid, parent_end)
 
@@ -127,7 +127,8 @@ class ZygoteGone(RuntimeError):
     """The forking helper died; the worker starts a new one."""
 
 
-def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...]) -> NoReturn:
+def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...], max_jobs: int,
+                 max_rss_mb: float) -> NoReturn:
     code = 0
     try:
         signal.set_wakeup_fd(-1)
@@ -161,7 +162,7 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...])
                     open_socket = False
                     continue
                 for _ in range(request.count(b"F")):
-                    handle = horse.spawn(resolver, (sock.fileno(), wake_r, wake_w))
+                    handle = horse.spawn(resolver, (sock.fileno(), wake_r, wake_w), max_jobs, max_rss_mb)
                     children += 1
                     socket.send_fds(sock, [_NOTICE.pack(b"F", handle.pid, 0)], [handle.job_w, handle.result_r])
                     os.close(handle.job_w)

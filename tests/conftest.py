@@ -45,3 +45,21 @@ def resque(redis_url):
     from pyresque import Resque
 
     return Resque(redis_url)
+
+
+WORKER_MODES = {
+    "fork": {},  # a fresh child per job, forked ahead by the forking helper
+    "fork-every-3": {"PYRESQUE_FORK_EVERY": "3"},  # one child serves three jobs
+    "no-prefork": {"PYRESQUE_PREFORK": "0"},  # the worker forks each child itself, on demand
+}
+
+
+@pytest.fixture(params=sorted(WORKER_MODES))
+def worker_mode(request):
+    """Run a test once per fork execution mode (see README: execution modes)."""
+    import support
+
+    support.MODE_ENV.clear()
+    support.MODE_ENV.update(WORKER_MODES[request.param])
+    yield request.param
+    support.MODE_ENV.clear()

@@ -16,7 +16,7 @@ RECORD_DIR = os.environ.get("JOB_RECORD_DIR", "/tmp")
 
 
 def record(name: str, data: object) -> None:
-    path = os.path.join(RECORD_DIR, f"{name}.{os.getpid()}.json")
+    path = os.path.join(RECORD_DIR, f"{name}.{os.getpid()}.{time.monotonic_ns()}.json")
     with open(path + ".tmp", "w") as handle:
         json.dump(data, handle)
     os.replace(path + ".tmp", path)
@@ -244,3 +244,18 @@ class LimitedJob:
         start = time.time()
         time.sleep(0.3)
         record("limited", {"n": n, "start": start, "end": time.time()})
+
+
+@pyresque.register
+class PidJob:
+    @staticmethod
+    def perform(n):
+        record("pid_job", {"n": n, "pid": os.getpid()})
+        return os.getpid()
+
+
+@pyresque.register
+class CrashJob:
+    @staticmethod
+    def perform():
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -15,6 +15,10 @@ import redis
 TESTS = Path(__file__).parent
 JOBS = str(TESTS / "jobs.py")
 
+#: Extra environment for every worker a test starts; the ``worker_mode`` fixture sets it so the
+#: behavioural suites run once per fork mode.
+MODE_ENV: dict[str, str] = {}
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
@@ -38,6 +42,7 @@ class WorkerProcess:
                     if k not in ("REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX", "BLOCKING", "TERM_CHILD", "GRACEFUL_TERM")}
         self.env.update({"REDIS_URL": redis_url, "QUEUE": queue, "INTERVAL": "0.1", "APP_INCLUDE": JOBS,
                          "JOB_RECORD_DIR": str(self.record_dir), "PYTHONPATH": str(TESTS.parent)})
+        self.env.update(MODE_ENV)
         self.env.update(env)
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -6,9 +6,13 @@ import json
 import signal
 import time
 
+import pytest
+
 import vectors
 from pyresque import Resque
 from support import WorkerProcess, records, wait_for
+
+pytestmark = pytest.mark.usefixtures("worker_mode")
 
 
 def _start_sleep_job(redis_url, r, tmp_path, seconds=4, **env):

@@ -17,6 +17,8 @@ import vectors
 from pyresque import Resque
 from support import WorkerProcess, records, wait_for
 
+pytestmark = pytest.mark.usefixtures("worker_mode")
+
 HOST = socket.gethostname()
 
 

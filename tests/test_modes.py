@@ -1,0 +1,75 @@
+"""Execution modes: fork-every=N (a child serves N jobs), its memory ceiling, and inline."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from pyresque import Resque
+
+from support import WorkerProcess, records, wait_for
+
+
+def _pids(worker) -> dict[int, int]:
+    return {rec["n"]: rec["pid"] for rec in records(worker, "pid_job")}
+
+
+def test_fork_every_3_serves_three_jobs_per_child(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    for n in range(6):
+        resque.enqueue("default", "PidJob", n)
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_FORK_EVERY="3") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: len(_pids(worker)) == 6, what="six jobs")
+    pids = _pids(worker)
+    assert len({pids[0], pids[1], pids[2]}) == 1 and len({pids[3], pids[4], pids[5]}) == 1
+    assert pids[0] != pids[3] and worker.pid not in pids.values()
+
+
+def test_fork_every_a_crash_fails_only_the_job_in_hand(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    before = resque.enqueue("default", "PidJob", 0)
+    crash = resque.enqueue("default", "CrashJob")
+    after = resque.enqueue("default", "PidJob", 1)
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_FORK_EVERY="100") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(after).status == 4, what="the job after the crash")
+    assert resque.status(before).status == 4 and resque.status(crash).status == 3
+    [failure] = [json.loads(x) for x in r.lrange("resque:failed", 0, -1)]
+    assert failure["payload"]["id"] == crash and failure["error"] == "Job exited abnormally"
+    pids = _pids(worker)
+    assert pids[0] != pids[1]  # the crashed child was replaced
+
+
+def test_a_memory_ceiling_replaces_the_child_after_its_job(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    for n in range(3):
+        resque.enqueue("default", "PidJob", n)
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_FORK_EVERY="100", PYRESQUE_MAX_CHILD_MEMORY="1") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: len(_pids(worker)) == 3, what="three jobs")
+    assert len(set(_pids(worker).values())) == 3
+
+
+def test_fork_every_usr1_kills_the_child_and_a_new_one_takes_over(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    sleeper = resque.enqueue("default", "SleepJob", 5)
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_FORK_EVERY="100") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: records(worker, "sleep_started"), what="job start")
+        worker.signal(signal.SIGUSR1)
+        wait_for(lambda: resque.status(sleeper).status == 3, what="killed job failed")
+        nxt = resque.enqueue("default", "PidJob", 9)
+        wait_for(lambda: resque.status(nxt).status == 4, what="next job")
+
+
+def test_inline_mode_runs_jobs_in_the_worker_process(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    ok = resque.enqueue("default", "PidJob", 1)
+    bad = resque.enqueue("default", "FailJob", "inline boom")
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_INLINE="1") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(bad).status == 3, what="both jobs")
+    assert resque.status(ok).result == worker.pid
+    [failure] = [json.loads(x) for x in r.lrange("resque:failed", 0, -1)]
+    assert (failure["exception"], failure["error"]) == ("RuntimeError", "inline boom")
