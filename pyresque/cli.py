@@ -217,5 +217,17 @@ main.add_command(scheduler)
 main.add_command(delayed)
 main.add_command(schedule)
 
+from .cli_pool import pool  # noqa: E402
+
+main.add_command(pool)
+
+from .cli_ops import info, pause, resume, workers  # noqa: E402
+
+main.add_command(workers)
+main.add_command(info)
+main.add_command(info, name="stats")
+main.add_command(pause)
+main.add_command(resume)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from . import defaults, log
+from . import defaults, log, pool_config
 from .cli_common import UsageProblem, handle_errors, open_resque
+from .cli_pool import run_master, worker_overrides
 from .exceptions import ConfigurationError
 from .jobclass import JobResolver, load_include
 from .worker import Worker, WorkerOptions
@@ -79,9 +80,6 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
     Signals: QUIT finish the job then exit; TERM/INT kill the job and exit; USR1 kill the job;
     USR2 pause; CONT resume. See README.rst for the full table.
     """
-    if count > 1:
-        raise UsageProblem(f"COUNT={count}: running several workers needs the supervising master, "
-                           "which this version does not have yet; start one worker per process")
     fmt = log_format.strip().lower() if log_format else "console"
     if fmt not in ("console", "json"):
         fmt = "console"  # php-resque's LOGGING=1 only meant "log"
@@ -90,6 +88,9 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
     if not queue.strip() or any(not q.strip() for q in queues):
         raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")
     resque = open_resque(redis_url, prefix)
+    if count > 1:  # the master starts `count` of us (COUNT=1 each) and never imports job code
+        config = pool_config.single(queue, count)
+        run_master(lambda: config, worker_overrides(click.get_current_context()), pidfile)
     try:
         modules = [load_include(item) for spec in includes for item in spec.split(",") if item.strip()]
     except ConfigurationError as exc:

@@ -526,6 +526,25 @@ class DataStore:
         args: list[Any] = [index, expected, updated_record, queue, item, status_packet if status_key else ""]
         return bool(self._requeue_failed(keys=keys, args=args))
 
+    # == operator views and the supervising master (ops.py, master.py) =========================
+    def registered(self, worker_ids: Sequence[str]) -> list[bool]:
+        """Which of these ids are members of ``workers`` (the master's "has it started?")."""
+        if not worker_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in worker_ids:
+            pipe.sismember(self.keys.workers, wid)
+        return [bool(flag) for flag in pipe.execute()]
+
+    def queue_heads(self, names: Sequence[str]) -> list[tuple[int, bytes | None]]:
+        """Per queue: its length and its first (oldest) item, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+            pipe.lindex(self.keys.queue(name), 0)
+        out = pipe.execute()
+        return [(int(out[2 * i]), out[2 * i + 1]) for i in range(len(names))]
+
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -41,6 +41,31 @@ MAX_BLOCK_SECONDS = 5.0
 #: trip, small enough to keep the client's buffers modest.
 BULK_BATCH = 1000
 
+# -- the supervising master (master.py) -------------------------------------------------------
+
+#: A worker that dies sooner than this after it was started "died young": its replacement waits
+#: (see below). One that ran longer is replaced at once and clears the group's record.
+MIN_WORKER_UPTIME = 5.0
+
+#: Delay before replacing a worker that died young: this many seconds after the first such
+#: death in a row, doubling with each further one up to the cap, so a broken deploy does not
+#: fork-bomb the host, and a fixed one is picked up within half a minute.
+RESTART_BACKOFF_START = 0.5
+RESTART_BACKOFF_CAP = 30.0
+
+#: Young deaths in a row (per queue group) that count as a crash loop: logged as an error at
+#: every further restart and shown in the master's process title until a worker lives long.
+CRASH_LOOP_DEATHS = 3
+
+#: Seconds a rolling restart (HUP) waits for every new worker to register. Past this the new
+#: generation is stopped and the old one keeps serving: big applications import slowly, but a
+#: worker that has not registered after a minute is stuck (Redis unreachable, a hanging import).
+HANDOVER_TIMEOUT = 60.0
+
+#: How often the master asks Redis whether the new workers have registered, during a rolling
+#: restart only: it bounds the overlap of the two generations, at two cheap commands per poll.
+HANDOVER_POLL = 0.05
+
 # -- delayed jobs and the scheduler (resque-scheduler's names and values) ---------------------
 
 #: Seconds between scheduler passes (resque-scheduler's ``RESQUE_SCHEDULER_INTERVAL``). A delayed

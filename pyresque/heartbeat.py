@@ -34,6 +34,17 @@ def process_is_resque(pid: int) -> bool:
     return bool(procline.PHP_WORKER_PATTERN.search(cmdline))
 
 
+def process_title(pid: int) -> str | None:
+    """A local process's title (command line), or ``None`` when it is gone or not ours to read."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return " ".join(proc.cmdline()) or proc.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
 class Pruner:
     def __init__(
         self,
@@ -135,4 +146,4 @@ def describe_heartbeat(value: str | None, now: float) -> str:
     return "unreadable" if t is None else f"{max(0, int(now - t))}s ago"
 
 
-__all__ = ["Pruner", "describe_heartbeat", "process_is_resque"]
+__all__ = ["Pruner", "describe_heartbeat", "process_is_resque", "process_title"]

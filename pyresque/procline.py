@@ -58,6 +58,15 @@ def processing(queue: str, since: int, job_class: str) -> str:
     return f"Processing {queue} since {since} [{job_class}]"
 
 
+def master(status: str) -> None:
+    """The supervising master's title, ``resque-pool-master: <status>`` (resque-pool's).
+
+    php's ``[r]esque`` scan matches it; Ruby's ``[r]esque-[0-9]`` does not, on purpose: a
+    master is not a worker, and its pid is never in ``workers``.
+    """
+    _set_title(f"{os.environ.get('RESQUE_PROCLINE_PREFIX', '')}resque-pool-master: {status}")
+
+
 def looks_like_resque(cmdline: str) -> bool:
     """Would Ruby's pid scan count this command line as a live Resque worker?"""
     return bool(RUBY_WORKER_PATTERN.search(cmdline)) and "resque-web" not in cmdline

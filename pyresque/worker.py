@@ -134,6 +134,7 @@ class Worker:
         """Run until told to stop; returns the process exit code."""
         procline.starting()
         self._install_signal_handlers()
+        signals.accept_deferred()  # a master starts us with them blocked
         try:
             self._write_pidfile()
             if self._until_redis(self._startup):

@@ -232,10 +232,10 @@ def test_blocking_job_never_skips_running(redis_url, r, tmp_path):
         wait_for(lambda: resque.status(job_id).status == 4, what="COMPLETE")
 
 
-def test_count_above_one_is_a_clear_error(redis_url, tmp_path):
-    worker = WorkerProcess(redis_url, tmp_path, COUNT="3").start()
+def test_count_below_one_is_a_clear_error(redis_url, tmp_path):
+    worker = WorkerProcess(redis_url, tmp_path, COUNT="0").start()  # COUNT>1: see test_master.py
     assert worker.wait() == 2
-    assert "COUNT=3" in worker.log() and "Traceback" not in worker.log()
+    assert "--count" in worker.log() and "Traceback" not in worker.log()
 
 
 def test_missing_queue_and_bad_include_are_clear_errors(redis_url, tmp_path):
