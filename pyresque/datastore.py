@@ -70,11 +70,15 @@ return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 # KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
 #       stat:failed:<id>
 # ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
-#       or '', '1' on a retry
+#       or '', '1' on a retry, the job's exact working-on record ('' = unknown)
 # Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
-# while the working-on record still exists, so it never counts a job twice.
+# while the working-on record is still this job's, so it never counts a job twice nor deletes
+# the record of the job reserved in the same (lost) call.
 FINISH_LUA = r"""
-if redis.call('EXISTS', KEYS[1]) == 0 and ARGV[4] == '1' then return 0 end
+if ARGV[4] == '1' then
+  local current = redis.call('GET', KEYS[1])
+  if not current or (ARGV[5] ~= '' and current ~= ARGV[5]) then return 0 end
+end
 redis.call('DEL', KEYS[1])
 redis.call('INCRBY', KEYS[2], 1)
 redis.call('INCRBY', KEYS[3], 1)
@@ -89,11 +93,13 @@ return 1
 """
 
 # KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
-# ARGV: the four FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
+# ARGV: the five FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
 # The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
 # same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
 FINISH_RESERVE_LUA = _RECORD_LUA + r"""
-if not (redis.call('EXISTS', KEYS[1]) == 0 and ARGV[4] == '1') then
+local current = redis.call('GET', KEYS[1])
+local applies = ARGV[4] ~= '1' or (current and (ARGV[5] == '' or current == ARGV[5]))
+if applies then
   redis.call('DEL', KEYS[1])
   redis.call('INCRBY', KEYS[2], 1)
   redis.call('INCRBY', KEYS[3], 1)
@@ -111,7 +117,7 @@ if paused and string.lower(paused) == 'true' then return {-1} end
 for i = 1, n do
   local item = redis.call('LPOP', KEYS[7 + i])
   if item then
-    return {i, item, record(item, ARGV[7 + i], KEYS[1], ARGV[5], ARGV[6], ARGV[7])}
+    return {i, item, record(item, ARGV[8 + i], KEYS[1], ARGV[6], ARGV[7], ARGV[8])}
   end
 end
 return nil
@@ -137,9 +143,10 @@ return 1
 """
 
 # KEYS: worker:<id>, queue:<q>, status key (or a dummy);  ARGV: item, WAITING packet or ''
-# Put a reserved job back at the end of its queue (its class is at its concurrency limit).
+# Put a reserved job back at the end of its queue (its class is at its concurrency limit), or
+# at its head (ARGV[3] = 'head': the worker was told to stop before it could start the job).
 REQUEUE_RESERVED_LUA = r"""
-redis.call('RPUSH', KEYS[2], ARGV[1])
+if ARGV[3] == 'head' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RPUSH', KEYS[2], ARGV[1]) end
 redis.call('DEL', KEYS[1])
 if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'XX') end
 return 1
@@ -203,10 +210,11 @@ class Bookkeeping:
     failure_record: str | None = None
     retry: bool = False  # a previous attempt may have been applied: act only if not
     final: bool = True  # False: the status waits for a retry and must not expire
+    record: str = ""  # the job's exact working-on record, which a retry must still find
 
     def args(self, status_ttl: int) -> list[Any]:
         ttl = status_ttl if self.final else ""
-        return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0"]
+        return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0", self.record]
 
 
 class AllPaused(Exception):
@@ -264,9 +272,9 @@ class DataStore:
         self.redis.zrem(slots_key, worker_id)
 
     def requeue_reserved(self, worker_id: str, queue: str, item: bytes, status_key: str | None,
-                         status_packet: str | None) -> None:
+                         status_packet: str | None, at_head: bool = False) -> None:
         keys = [self.keys.worker(worker_id), self.keys.queue(queue), status_key or self.keys.status("-")]
-        self._requeue_reserved(keys=keys, args=[item, status_packet or ""])
+        self._requeue_reserved(keys=keys, args=[item, status_packet or "", "head" if at_head else "tail"])
 
     def push_many(self, queue: str, items: Sequence[tuple[str, str | None, str | None]]) -> None:
         """Bulk push in pipelines of ``defaults.BULK_BATCH``; each item is (payload, status key, packet)."""

@@ -35,7 +35,7 @@ OUTAGE_BACKOFF_CAP = 5.0
 
 #: Longest a blocking reserve (BLPOP) may wait, even with a larger INTERVAL, so that QUIT/TERM
 #: received while idle take effect promptly.
-MAX_BLOCK_SECONDS = 5.0
+MAX_BLOCK_SECONDS = 1.0
 
 #: How many payloads one pipeline carries in ``enqueue_many``: big enough to amortise the round
 #: trip, small enough to keep the client's buffers modest.

@@ -107,7 +107,7 @@ class Pruner:
                            else "Job still being processed")
                 failure = wire.encode_failure(wire.build_failure(
                     record.payload, "pyresque.DirtyExit", message, [], wid, record.queue))
-            self._set_status(record.payload, wire.WAITING if requeue else wire.FAILED)
+            self.set_status(record.payload, wire.WAITING if requeue else wire.FAILED)
         self.store.unregister_worker(wid, failure_record=failure, requeue=requeue)
         if self.log is not None:
             self.log.warning("pruned dead worker", dead_worker=wid, job=record.payload if record else None,
@@ -120,7 +120,8 @@ class Pruner:
             return False
         return bool(getattr(target, "requeue_on_dirty_exit", False))
 
-    def _set_status(self, payload: dict[str, Any], status: int) -> None:
+    def set_status(self, payload: dict[str, Any], status: int) -> None:
+        """Set a tracked job's status (php's rule: only if its key exists), keeping ``started``."""
         job_id = payload.get("id")
         if not isinstance(job_id, str):
             return
@@ -135,7 +136,7 @@ class Pruner:
             except ValueError:
                 started = None
         now = int(time.time())
-        ttl = defaults.STATUS_TTL if status in wire.FINAL_STATUSES else None
+        ttl = self.store.final_status_ttl if status in wire.FINAL_STATUSES else None
         self.store.update_status(key, wire.encode_status(status, now, started or now), ttl)
 
 

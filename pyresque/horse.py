@@ -118,6 +118,8 @@ def _serve(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, ...]
     try:
         os.setpgid(0, 0)  # own process group: the parent kills the job and anything it spawned
         signals.restore_defaults()
+        for signum in (signal.SIGHUP, signal.SIGCHLD):  # the forking helper's, not the job's
+            signal.signal(signum, signal.SIG_DFL)
         for fd in close_fds:
             try:
                 os.close(fd)

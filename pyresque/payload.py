@@ -286,6 +286,18 @@ def parse_time(text: str) -> float | None:
 
 
 # -- worker records ---------------------------------------------------------------------------
+def expected_working_on(queue: str, run_at: str, item: bytes) -> str:
+    """The record the reserve script writes for a JSON item (it embeds the item's bytes)."""
+    try:
+        json.loads(item)
+    except ValueError:
+        return ""  # the script wrote it as a JSON string: let the retry guard fall back to existence
+    try:
+        return encode_working_on(queue, run_at, item.decode("utf-8"))
+    except UnicodeDecodeError:
+        return ""
+
+
 def encode_working_on(queue: str, run_at: str, raw_payload: str) -> str:
     """``worker:<id>`` = ``{"queue","run_at","payload"}`` with the payload's bytes kept as popped."""
     return f'{{"queue":{encode_ruby(queue)},"run_at":{encode_ruby(run_at)},"payload":{raw_payload}}}'

@@ -6,6 +6,7 @@ See :class:`Worker` for the lifecycle and :mod:`pyresque.signals` for the signal
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import select
 import signal
@@ -109,8 +110,10 @@ class Worker:
         self._horse: horse.Horse | None = None  # fork-every: the child that serves the next job
         self._horse_served = 0
         self._zygote: Zygote | None = None
+        self._zygote_lost = False
         self._exiting: list[int] = []
         self._unbooked: Bookkeeping | None = None
+        self._record = ""  # the exact working-on record of the job in hand (see FINISH_LUA)
         self._job_deadline: float | None = None
         self._job_limit: float | None = None
         self._timed_out: float | None = None
@@ -135,6 +138,8 @@ class Worker:
         procline.starting()
         self._install_signal_handlers()
         signals.accept_deferred()  # a master starts us with them blocked
+        if self.options.fork and self.options.prefork:  # before any Redis connection exists
+            self._zygote = self._start_zygote()
         try:
             self._write_pidfile()
             if self._until_redis(self._startup):
@@ -198,20 +203,31 @@ class Worker:
             self._process_safely(*reserved)
 
     def _process_safely(self, queue: str, item: bytes, started: int | None) -> None:
-        """Nothing in a job's handling may kill the worker; its record stays for the prune."""
+        """Nothing in a job's handling may kill the worker, nor lose the job."""
+        begun = time.monotonic()
         try:
             self.process(queue, item, started)
-        except _REDIS_DOWN as exc:
+        except _REDIS_DOWN as exc:  # its record stays: our recovery or the next prune deals with it
             self._redis_outage(exc)
-        except Exception:
-            self.log.exception("internal error while handling a job; its working-on record is kept", queue=queue)
+        except Exception as exc:
+            self.log.exception("internal error while handling a job; failing it", queue=queue)
+            if self._unbooked is None:  # not yet booked: fail it now, with the reason
+                job = jobmod.Job(queue, _readable_payload(item), self.id, item)
+                try:
+                    self._finish(job, started, jobmod.failure_outcome(exc), begun)
+                except Exception:
+                    self.log.exception("could not record the failure; the next prune will", queue=queue)
 
     def _reserve(self) -> tuple[str, bytes, int | None] | None:
         queues = self.queues()
-        if not queues:
+        if not queues:  # a glob that matches no queue yet: wait, never spin
+            self._flush_bookkeeping()
+            if self.options.interval > 0:
+                self._idle(min(self.options.interval, defaults.MAX_BLOCK_SECONDS))
             return None
         procline.set_title(procline.waiting(",".join(queues)))
         now = time.time()
+        run_at = wire.iso_z(now)
         if self.options.blocking and self.options.interval > 0:
             self._flush_bookkeeping()
             timeout = min(self.options.interval, defaults.MAX_BLOCK_SECONDS)
@@ -220,11 +236,14 @@ class Worker:
                 return None
             queue, item = popped
             now = time.time()
+            run_at = wire.iso_z(now)
             # The window: the item is out of the queue and not yet recorded until this returns.
-            return queue, item, self.store.record_reserved(queue, item, self.id, wire.iso_z(now), int(now))
+            started = self.store.record_reserved(queue, item, self.id, run_at, int(now))
+            self._record = wire.expected_working_on(queue, run_at, item)
+            return queue, item, started
         booked = self._unbooked
         try:
-            found = self.store.reserve(queues, self.id, wire.iso_z(now), int(now), finished=booked)
+            found = self.store.reserve(queues, self.id, run_at, int(now), finished=booked)
         except AllPaused:
             self._unbooked = None  # applied before the pause check
             self._pause_checked = (time.monotonic(), True)
@@ -234,6 +253,8 @@ class Worker:
                 booked.retry = True
             raise
         self._unbooked = None
+        if found is not None:
+            self._record = wire.expected_working_on(found[0], run_at, found[1])
         return found
 
     def queues(self) -> list[str]:
@@ -270,15 +291,25 @@ class Worker:
         try:
             payload = wire.decode_payload(item)
         except InvalidPayload as exc:
-            job = jobmod.Job(queue, wire.raw_payload_record(item), self.id, item)
+            job = jobmod.Job(queue, _readable_payload(item), self.id, item)
             self._fail_here(job, started, exc, begun)
             return
         job = jobmod.Job(queue, payload, self.id, item)
         try:
             target = self.resolver.resolve(job.job_class)
+            policies.retry_policy(target)  # a nonsense attribute-form policy fails here, not after the run
         except JobClassNotFound as exc:
             self._fail_here(job, started, exc, begun)
             return
+        except Exception as exc:  # an allowed module that raised on import, a bad policy, …
+            self._fail_here(job, started, JobClassNotFound(f"Could not load job class {job.job_class}: "
+                                                           f"{type(exc).__name__}: {exc}"), begun)
+            return
+        if self._pending or self.shutdown_now:  # a stop signal came in while we reserved
+            self._handle_signals()
+            if self.shutdown_now:
+                self._give_back(job, started)
+                return
         hooks.warm_class_hooks(target)
         slots = self._take_slot(job, target, started)
         if slots is False:
@@ -308,6 +339,15 @@ class Worker:
         if digest is not None:
             self._release(lambda: self.store.release_unique(self.resque.keys.unique_lock(digest)))
 
+    def _give_back(self, job: jobmod.Job, started: int | None) -> None:
+        """Put a job we were told to drop before it started back at the head of its queue."""
+        status_key = packet = None
+        if job.id is not None and started is not None:
+            status_key = self.resque.keys.status(job.id, job.status_prefix)
+            packet = wire.encode_status(wire.WAITING, int(time.time()), started)
+        self.store.requeue_reserved(self.id, job.queue, job.raw, status_key, packet, at_head=True)
+        self.log.info("stopping: job put back on its queue unstarted", job_id=job.id, job_class=job.job_class)
+
     def _take_slot(self, job: jobmod.Job, target: Any, started: int | None) -> str | bool | None:
         """For a ``@limit_concurrency`` class: the slots key once a slot is ours, ``False`` when
         none is free (the job went back to the end of its queue), ``None`` for other classes."""
@@ -335,7 +375,7 @@ class Worker:
         delay = policy.delay(job.attempt)
         payload = wire.for_retry(job.payload, job.attempt, outcome.exception, outcome.error)
         delay_payload(self.resque, time.time() + delay, job.queue, payload)
-        booked = Bookkeeping(final=False)
+        booked = Bookkeeping(final=False, record=self._record)
         if job.id is not None and started is not None:
             booked.status_key = self.resque.keys.status(job.id, job.status_prefix)
             booked.status_packet = wire.encode_status(wire.WAITING, int(time.time()), started)
@@ -403,7 +443,10 @@ class Worker:
 
     def _fork_ahead(self, current: horse.Horse) -> None:
         if self._zygote is not None:
-            self._zygote.request()
+            try:
+                self._zygote.request()
+            except OSError as exc:
+                self._zygote_died(exc)
         else:
             self._warm = self._spawn((current.job_w, current.result_r))
 
@@ -419,6 +462,9 @@ class Worker:
 
     def _next_child(self) -> horse.Horse:
         """A child ready for a job: from the zygote, the one forked ahead, or a new one."""
+        if self._zygote is None and self._zygote_lost:
+            self._zygote_lost = False
+            self._zygote = self._start_zygote()
         if self._zygote is not None:
             try:
                 return self._zygote.take()
@@ -464,7 +510,11 @@ class Worker:
                 if self._wakeup_r in ready:
                     self._handle_signals()
                 if self._zygote is not None and self._zygote.fileno() in ready:
-                    self._zygote.drain()  # exit notices of earlier children
+                    try:
+                        self._zygote.drain()  # exit notices of earlier children
+                    except (ZygoteGone, OSError) as exc:  # the child is still ours to watch
+                        watch.remove(self._zygote.fileno())
+                        self._zygote_died(exc)
                 if result_r in ready and result_r in watch:
                     data = os.read(result_r, 65536)
                     if data:
@@ -482,11 +532,29 @@ class Worker:
                 os.close(pidfd)
         if report is not None:
             return report[0], None, report[1]
-        if self._zygote is not None:
-            status = self._zygote.status_of(pid)
-        else:
-            _, status = os.waitpid(pid, 0)
+        status = self._status_of(pid)
         return b"", status, True
+
+    def _status_of(self, pid: int) -> int:
+        """The wait status of a child that died without a report."""
+        if self._zygote is None:
+            try:
+                return os.waitpid(pid, 0)[1]
+            except ChildProcessError:  # a child of a helper that died: we cannot know its status
+                return signal.SIGKILL
+        try:
+            return self._zygote.status_of(pid)
+        except (ZygoteGone, OSError) as exc:
+            self._zygote_died(exc)
+            return signal.SIGKILL  # reads as "Job exited abnormally"
+
+    def _zygote_died(self, exc: BaseException) -> None:
+        """The forking helper is gone: drop it; the next job starts a new one."""
+        if self._zygote is not None:
+            self.log.warning("forking helper died; a new one starts with the next job", error=str(exc))
+            self._zygote.abandon()
+            self._zygote = None
+            self._zygote_lost = True
 
     def _reap_exited(self, block: bool = False) -> None:
         """Collect children that reported their job and are now exiting."""
@@ -533,7 +601,7 @@ class Worker:
 
     def _finish(self, job: jobmod.Job, started: int | None, outcome: jobmod.Outcome, begun: float) -> None:
         """Record the outcome: written with the next reserve (polling), else at once."""
-        booked = Bookkeeping()
+        booked = Bookkeeping(record=self._record)
         if job.id is not None and started is not None:  # tracked: the reserve saw its status key
             booked.status_key = self.resque.keys.status(job.id, job.status_prefix)
             booked.status_packet = wire.encode_status_json(
@@ -722,6 +790,8 @@ class Worker:
         if record is not None:
             failure = wire.encode_failure(wire.build_failure(
                 record.payload, "pyresque.DirtyExit", "Job still being processed", [], self.id, record.queue))
+            if isinstance(record.payload, dict):
+                self.pruner.set_status(record.payload, wire.FAILED)
         self.store.unregister_worker(self.id, failure_record=failure)
         self._registered = False
 
@@ -784,3 +854,18 @@ def _run_inline(job: jobmod.Job, target: Any, limit: float | None) -> jobmod.Out
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _readable_payload(item: bytes) -> dict[str, Any]:
+    """What a failure record keeps of an item we could not run: its raw content, plus its
+    php-resque ``id``/``prefix`` when they can be read (so its status is finalised too)."""
+    record = wire.raw_payload_record(item)
+    try:
+        doc = json.loads(item)
+    except (ValueError, UnicodeDecodeError):
+        return record
+    if isinstance(doc, dict):
+        for key in ("class", "id", "prefix"):
+            if isinstance(doc.get(key), str):
+                record[key] = doc[key]
+    return record

@@ -108,6 +108,16 @@ class Zygote:
             else:
                 self._statuses[pid] = status
 
+    def abandon(self) -> None:
+        """The helper died: close our end and reap it; its children are no longer tracked."""
+        try:
+            self.sock.close()
+        finally:
+            try:
+                os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
     def stop(self) -> None:
         """Close the socket: the zygote exits once its children have; reap it."""
         for handle in self._handles:
@@ -157,7 +167,10 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
                     pass
             children -= _reap(sock if open_socket else None)
             if open_socket and sock in ready:
-                request = sock.recv(64)
+                try:
+                    request = sock.recv(64)
+                except OSError:  # the worker died with notices unread: same as EOF
+                    request = b""
                 if not request:
                     open_socket = False
                     continue

@@ -259,3 +259,21 @@ class CrashJob:
     @staticmethod
     def perform():
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pyresque.register
+class BadPolicyJob:
+    retry_attempts = 0  # nonsense in the attribute form: refused before the job runs
+
+    @staticmethod
+    def perform():
+        record("bad_policy_ran", {})
+
+
+@pyresque.register
+class SignalMaskJob:
+    @staticmethod
+    def perform():
+        with open("/proc/self/status") as handle:
+            fields = dict(line.split(":\t", 1) for line in handle if ":\t" in line)
+        record("signal_mask", {"ignored": int(fields["SigIgn"], 16), "caught": int(fields["SigCgt"], 16)})
