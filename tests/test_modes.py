@@ -6,7 +6,6 @@ import json
 import signal
 
 from pyresque import Resque
-
 from support import WorkerProcess, records, wait_for
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from pyresque import Resque
 from pyresque.policies import RetryPolicy, retry, timeout
-
 from support import WorkerProcess, records, wait_for
 
 
