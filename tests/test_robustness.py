@@ -11,7 +11,6 @@ import psutil
 from pyresque import Resque
 from pyresque import payload as wire
 from pyresque.datastore import Bookkeeping
-
 from support import WorkerProcess, records, wait_for
 
 
