@@ -159,6 +159,7 @@ class Master:
         self.stopping = False
         self.paused = False
         self._hup_pending = False
+        self._spawn_failed = ""
         self._drained: dict[str, int] = {}
         self._pending: list[int] = []
         self._wakeup_r = self._wakeup_w = -1
@@ -167,6 +168,8 @@ class Master:
         self._ready_retry_at = 0.0
         self._redis_warned = False
         self._title = ""
+        pwd = self.environ.get("PWD")  # a shell's name for our directory: it may go through a symlink
+        self._start_pwd = pwd if pwd and _same_dir(pwd, os.getcwd()) else None
 
     # == 1. startup ============================================================================
     def run(self) -> int:
@@ -208,12 +211,27 @@ class Master:
         env.update(QUEUE=queues, COUNT="1", PYRESQUE_SUPERVISOR_PID=str(self.pid))
         return env
 
+    def workdir(self) -> str | None:
+        """Where a new worker starts: ``PYRESQUE_WORKDIR``, else the master's ``PWD``, by name.
+
+        By name, so that a deploy that swings a ``current`` symlink is followed: the master's own
+        working directory is the old release's directory, whatever the symlink says now.
+        """
+        return self.worker_env("-").get("PYRESQUE_WORKDIR") or self._start_pwd
+
     def _spawn(self, queues: str) -> None:
+        env = self.worker_env(queues)
+        cwd = self.workdir()
+        if cwd:
+            env["PWD"] = cwd
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)  # inherited across exec
         try:
-            proc = subprocess.Popen(self.command, env=self.worker_env(queues), stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        except OSError as exc:
+            proc = subprocess.Popen(self.command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:  # no such PYRESQUE_WORKDIR, fork refused, …
+            if self.handover is not None:
+                self._spawn_failed = f"could not start a new worker: {exc}"  # the handover aborts
+                self.log.error("could not start a worker", queues=queues, error=str(exc))
+                return
             delay = self.policy.died(queues, 0.0, time.monotonic())
             self.log.error("could not start a worker", queues=queues, error=str(exc), retry_in=delay)
             return
@@ -346,6 +364,10 @@ class Master:
     def _advance_handover(self) -> None:
         handover = self.handover
         if handover is None:
+            return
+        if self._spawn_failed:
+            reason, self._spawn_failed = self._spawn_failed, ""
+            self._abort_handover(reason)
             return
         self._check_registered()
         current = [c for c in self.children.values() if c.generation == self.generation and not c.retiring]
@@ -500,6 +522,13 @@ class Master:
                 os.unlink(self.pidfile)
             except OSError:
                 pass
+
+
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _describe_exit(code: int) -> str:

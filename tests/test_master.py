@@ -180,19 +180,36 @@ def test_hup_rolls_to_new_job_code_without_a_gap_in_service(redis_url, r, tmp_pa
     assert r.llen("resque:failed") == 0
 
 
-def test_hup_with_broken_job_code_keeps_the_old_workers(redis_url, r, tmp_path):
-    jobs_py = tmp_path / "stream_jobs.py"
-    _write_jobs(jobs_py, 1)
+def test_hup_follows_the_deploy_symlink_and_keeps_the_old_workers_when_new_code_is_broken(redis_url, r, tmp_path):
+    for release, version, extra in (("r1", 1, ""), ("r2", 2, "raise ImportError('half-deployed')"), ("r3", 3, "")):
+        (tmp_path / release).mkdir()
+        _write_jobs(tmp_path / release / "stream_jobs.py", version, extra)
+
+    def deploy(release: str) -> None:
+        (tmp_path / "next").symlink_to(tmp_path / release)
+        os.replace(tmp_path / "next", tmp_path / "current")
+
+    def run_one(seq: int) -> int:
+        resque.enqueue("default", "StreamJob", seq, time.time())
+        return wait_for(lambda: [j for j in _stream(master) if j["seq"] == seq], what=f"job {seq}\n{master.log()}")[0]["version"]
+
+    deploy("r1")
     resque = Resque(redis_url)
-    with MasterProcess(redis_url, tmp_path, COUNT="2", APP_INCLUDE=str(jobs_py)) as master:
+    # the include is a module name, found in the worker's working directory: the symlink's target
+    with MasterProcess(redis_url, tmp_path, COUNT="2", APP_INCLUDE="stream_jobs",
+                       PYRESQUE_WORKDIR=str(tmp_path / "current")) as master:
         old = master.wait_workers(r, 2)
-        _write_jobs(jobs_py, 2, extra="raise ImportError('half-deployed')")
+        assert run_one(0) == 1
+        deploy("r2")
         master.signal(signal.SIGHUP)
         wait_for(lambda: "ROLLING RESTART ABORTED" in master.log(), what=f"the abort\n{master.log()}")
-        resque.enqueue("default", "StreamJob", 0, time.time())
-        wait_for(lambda: _stream(master), what="a job on the old workers")
-        assert _stream(master)[0]["version"] == 1 and set(master.registered(r)) == set(old)
-        assert master.children() == set(old)
+        assert run_one(1) == 1 and set(master.registered(r)) == set(old)
+        wait_for(lambda: master.children() == set(old), what="the new generation to be gone")
+        deploy("r3")
+        master.signal(signal.SIGHUP)
+        new = master.wait_workers(r, 2, exclude=old)
+        assert run_one(2) == 3
+        wait_for(lambda: master.children() == set(new), what="the old generation to be gone")
 
 
 def test_ttin_ttou_resize_and_usr2_pauses_workers_started_later_too(redis_url, r, tmp_path):

@@ -69,3 +69,16 @@ def test_single_group_for_count_and_a_missing_file(tmp_path):
     assert pool_config.single("high,low", 3).groups == {"high,low": 3}
     with pytest.raises(ConfigurationError, match="cannot read pool config"):
         pool_config.load(str(tmp_path / "nope.ini"))
+
+
+def test_the_deployment_material_in_demo_is_consistent():
+    from pathlib import Path
+
+    demo = Path(__file__).parent.parent / "demo"
+    config = pool_config.load(str(demo / "pool.ini"), "production")
+    assert config.groups == {"high,default": 4, "low": 2} and config.worker_env["BLOCKING"] == "1"
+    unit = (demo / "pyresque-pool.service").read_text().splitlines()
+    for line in ("KillSignal=SIGQUIT", "KillMode=mixed", "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert line in unit
+    program = (demo / "supervisor-pyresque.conf").read_text().splitlines()
+    assert "stopsignal=QUIT" in program and "stopasgroup=false" in program
