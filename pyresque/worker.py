@@ -726,8 +726,8 @@ class Worker:
             self._redis_down_since = None
 
     def _until_redis(self, step: Any) -> bool:
-        """Run ``step`` until Redis answers; gives up only on an immediate shutdown."""
-        while not self.shutdown_now:
+        """Run ``step`` (start-up) until Redis answers; any stop signal gives up."""
+        while not self.shutdown:
             try:
                 step()
                 self._redis_back()

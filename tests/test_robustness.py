@@ -121,3 +121,16 @@ def test_a_sigkilled_worker_leaves_no_helper_behind(redis_url, r, tmp_path):
         wait_for(gone, timeout=5, what="the forking helper and its idle child to exit")
     finally:
         worker.stop()
+
+
+def test_quit_stops_a_worker_still_waiting_for_redis_at_start(tmp_path):
+    from pyresque.embedded import free_port
+
+    worker = WorkerProcess(f"redis://127.0.0.1:{free_port()}/0", tmp_path).start()
+    try:
+        wait_for(lambda: "redis unavailable" in worker.log(), what="the outage warning")
+        worker.signal(signal.SIGQUIT)
+        assert worker.wait(8) == 0
+        assert worker.log().count("redis unavailable") == 1 and "Traceback" not in worker.log()
+    finally:
+        worker.stop()
