@@ -148,7 +148,7 @@ def time_drain(ctx: Ctx, key: str, n: int, proc: subprocess.Popen, log: Path) ->
 
 # -- pyresque --------------------------------------------------------------------------------
 
-def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False) -> dict:
+def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_every: int = 1) -> dict:
     import pyresque
     from pyresque.keys import Keys
 
@@ -163,6 +163,8 @@ def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False) -> di
         env.update(BLOCKING="1", INTERVAL="0.5")
     if inline:
         env.update(PYRESQUE_INLINE="1")
+    if fork_every > 1:
+        env.update(PYRESQUE_FORK_EVERY=str(fork_every))
     proc, log = start_worker(ctx, [str(exe)], env)
     try:
         res = time_drain(ctx, keys.queue(QUEUE), n, proc, log)
@@ -192,6 +194,11 @@ def drain_pyresque_fork(ctx: Ctx) -> dict:
 @task("drain:pyresque-fork-blocking", "pyresque-worker, fork per job, BLOCKING=1 INTERVAL=0.5, SIGQUIT when drained")
 def drain_pyresque_fork_blocking(ctx: Ctx) -> dict:
     return pyresque_drain(ctx, blocking=True)
+
+
+@task("drain:pyresque-fork-every-100", "pyresque-worker --fork-every 100 (a child serves 100 jobs), burst")
+def drain_pyresque_fork_every(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, fork_every=100)
 
 
 @task("drain:pyresque-inline", "pyresque-worker --inline (PYRESQUE_INLINE=1: no fork), burst")
@@ -460,6 +467,7 @@ PAIRS: list[tuple[str, str, str]] = [
     ("drain:pyresque-fork-blocking", "drain:rq-worker", "fork vs fork"),
     ("drain:pyresque-fork", "drain:rq-simple", "fork vs RQ without fork"),
     ("drain:pyresque-fork", "drain:celery-solo", "fork vs Celery without fork"),
+    ("drain:pyresque-fork-every-100", "drain:celery-solo", "fork-every-100 vs Celery without fork"),
     ("drain:pyresque-inline", "drain:rq-simple", "no fork vs no fork"),
     ("drain:pyresque-inline", "drain:celery-solo", "no fork vs no fork"),
     ("enqueue:pyresque", "enqueue:rq", "one call per job"),

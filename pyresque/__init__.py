@@ -1,7 +1,6 @@
 """pyresque: Resque's Redis wire format, spoken exactly, with Python workers."""
 
 from .exceptions import DontCreate, DontPerform, JobClassNotFound
-from .failure import FailedJobs
 from .hooks import listen
 from .jobclass import register
 from .payload import COMPLETE, FAILED, RUNNING, WAITING, StatusPacket
@@ -15,3 +14,12 @@ __all__ = [
     "DontCreate", "DontPerform", "FailedJobs", "JobClassNotFound", "listen", "register",
     "COMPLETE", "FAILED", "RUNNING", "WAITING", "QueuedJob", "Resque", "StatusPacket", "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The failed-job toolkit loads on first use: workers never need it.
+    if name == "FailedJobs":
+        from .failure import FailedJobs
+
+        return FailedJobs
+    raise AttributeError(f"module 'pyresque' has no attribute {name!r}")

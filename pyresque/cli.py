@@ -22,12 +22,46 @@ from .cli_common import (  # noqa: F401 - re-exported for sub-command modules
     open_resque,
     parse_json_args,
 )
-from .cli_scheduler import parse_when
-from .delayed import enqueue_at
 from .exceptions import InvalidStatus
 
+# Sub-commands in their own modules load only when used: a worker process carries neither the
+# scheduler's cron parser nor the operator views, so it forks smaller children.
+_LAZY_COMMANDS = {
+    "worker": "cli_worker:worker",
+    "failed": "cli_failed:failed",
+    "scheduler": "cli_scheduler:scheduler",
+    "delayed": "cli_scheduler:delayed",
+    "schedule": "cli_scheduler:schedule",
+    "pool": "cli_pool:pool",
+    "workers": "cli_ops:workers",
+    "info": "cli_ops:info",
+    "stats": "cli_ops:info",
+    "pause": "cli_ops:pause",
+    "resume": "cli_ops:resume",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _load(spec: str) -> Any:
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(f"pyresque.{module}"), attr)
+
+
+class LazyGroup(click.Group):
+    """Loads the sub-commands of ``_LAZY_COMMANDS`` on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _LAZY_COMMANDS:
+            command: click.Command = _load(_LAZY_COMMANDS[name])
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pyresque")
 def main() -> None:
     """pyresque: Resque-compatible job queues for Python, php-resque and Ruby Resque.
@@ -60,11 +94,17 @@ def enqueue(job_class: str, args: tuple[str, ...], queue: str, no_track: bool, r
     """
     arguments = parse_json_args(args)
     wire.validate_queue_name(queue)
-    when = parse_when(at, delay)
+    when = None
+    if at is not None or delay is not None:
+        from .cli_scheduler import parse_when
+
+        when = parse_when(at, delay)
     resque = open_resque(redis_url, prefix)
     options: dict[str, Any] = dict(track=not no_track and not ruby_shape, status_prefix=status_prefix,
                                    shape="ruby" if ruby_shape else "php")
     if when is not None and when > time.time():
+        from .delayed import enqueue_at
+
         job_id = enqueue_at(resque, when, queue, job_class, *arguments, **options)
         done = f"Scheduled {job_class} for {queue} at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(when))}"
     else:  # no delay, or a time already past: enqueue now (Ruby's enqueue_at rule)
@@ -202,32 +242,15 @@ def dequeue(queue: str, job_class: str | None, args_json: str | None, job_id: st
     click.echo(f"Removed {removed} job{'s' if removed != 1 else ''} from {queue}")
 
 
-# Sub-command modules build on the helpers above, so they are imported last.
-from .cli_worker import worker, worker_main  # noqa: E402,F401 - worker_main: pyresque-worker
+def worker_main() -> Any:
+    """Entry point of ``pyresque-worker``."""
+    return _load("cli_worker:worker_main")()
 
-main.add_command(worker)
 
-from .cli_failed import failed  # noqa: E402
+def scheduler_main() -> Any:
+    """Entry point of ``pyresque-scheduler``."""
+    return _load("cli_scheduler:scheduler_main")()
 
-main.add_command(failed)
-
-from .cli_scheduler import delayed, schedule, scheduler, scheduler_main  # noqa: E402,F401 - scheduler_main: pyresque-scheduler
-
-main.add_command(scheduler)
-main.add_command(delayed)
-main.add_command(schedule)
-
-from .cli_pool import pool  # noqa: E402
-
-main.add_command(pool)
-
-from .cli_ops import info, pause, resume, workers  # noqa: E402
-
-main.add_command(workers)
-main.add_command(info)
-main.add_command(info, name="stats")
-main.add_command(pause)
-main.add_command(resume)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

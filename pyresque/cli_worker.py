@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from . import defaults, log, pool_config
+from . import defaults, log
 from .cli_common import UsageProblem, handle_errors, open_resque
-from .cli_pool import run_master, worker_overrides
 from .exceptions import ConfigurationError
 from .jobclass import JobResolver, load_include
 from .worker import Worker, WorkerOptions
@@ -89,6 +88,9 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")
     resque = open_resque(redis_url, prefix)
     if count > 1:  # the master starts `count` of us (COUNT=1 each) and never imports job code
+        from . import pool_config
+        from .cli_pool import run_master, worker_overrides
+
         config = pool_config.single(queue, count)
         run_master(lambda: config, worker_overrides(click.get_current_context()), pidfile)
     try:
