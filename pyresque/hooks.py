@@ -44,8 +44,10 @@ def clear_listeners() -> None:
 
 def trigger(event: str, *args: Any) -> None:
     """Call every listener in registration order; exceptions propagate to the caller."""
-    for callback in list(_listeners.get(event, ())):
-        callback(*args)
+    listeners = _listeners.get(event)
+    if listeners:
+        for callback in list(listeners):
+            callback(*args)
 
 
 _hook_names: dict[tuple[int, str], list[str]] = {}

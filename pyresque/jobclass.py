@@ -61,6 +61,11 @@ def registered() -> dict[str, Any]:
     return dict(_registry)
 
 
+def lookup(name: str) -> Any:
+    """The registered class for a wire name, or ``None``; never imports anything."""
+    return _registry.get(name)
+
+
 def unregister(name: str) -> None:
     _registry.pop(name, None)
 

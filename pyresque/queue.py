@@ -24,7 +24,7 @@ from . import payload as wire
 from .connection import RedisSettings
 from .datastore import DataStore
 from .exceptions import DontCreate, InvalidPayload, InvalidStatus
-from .jobclass import registered
+from .jobclass import lookup
 from .keys import Keys
 
 
@@ -101,7 +101,7 @@ class Resque:
         wire.validate_queue_name(queue)
         item, job_id, status_key, packet = self._prepare(job_class, args, track, job_id, status_prefix, shape)
         arg_list = list(args)
-        target = registered().get(job_class)
+        target = lookup(job_class)
         try:
             hooks.trigger("beforeEnqueue", job_class, arg_list, queue, job_id)
         except DontCreate:
@@ -208,7 +208,7 @@ class Resque:
         wire.validate_queue_name(queue)
         if job_class is None and args is None and job_id is None:
             raise ValueError("give a class, class and args, or a job id to match")
-        target = registered().get(job_class) if job_class is not None else None
+        target = lookup(job_class) if job_class is not None else None
         dequeue_hooks = target is not None and args is not None
         hook_args = list(args or ())
         if dequeue_hooks:  # Ruby runs them for Resque.dequeue(klass, *args); False aborts
