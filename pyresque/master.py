@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import redis
 
@@ -161,8 +160,7 @@ class Master:
         self._hup_pending = False
         self._spawn_failed = ""
         self._drained: dict[str, int] = {}
-        self._pending: list[int] = []
-        self._wakeup_r = self._wakeup_w = -1
+        self.inbox = signals.SignalInbox(signals.MASTER_TABLE)
         self._store_cache: tuple[tuple[str, str], DataStore] | None = None
         self._store_for(self.config)  # a bad REDIS_URL/REDIS_BACKEND fails now, not at the first HUP
         self._ready_retry_at = 0.0
@@ -175,7 +173,7 @@ class Master:
     def run(self) -> int:
         """Supervise until stopped; returns the exit code."""
         procline.master("starting")
-        self._install_signal_handlers()
+        self.inbox.install()
         try:
             self._write_pidfile()
             self.log.info("master started", groups=self.config.groups, pidfile=self.pidfile)
@@ -191,17 +189,6 @@ class Master:
         finally:
             self._teardown()
         return 0
-
-    def _install_signal_handlers(self) -> None:
-        self._wakeup_r, self._wakeup_w = os.pipe()
-        for fd in (self._wakeup_r, self._wakeup_w):
-            os.set_blocking(fd, False)
-        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
-        for signum in signals.MASTER_TABLE:
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._pending.append(signum)  # only a flag: the loop acts on it
 
     # == 2. spawn ==============================================================================
     def worker_env(self, queues: str, config: PoolConfig | None = None) -> dict[str, str]:
@@ -302,7 +289,7 @@ class Master:
         return max(0.0, min(waits)) if waits else None
 
     def _wait(self, timeout: float | None) -> None:
-        select.select([self._wakeup_r], [], [], timeout)
+        self.inbox.wait(timeout)
 
     # == 4. reap ===============================================================================
     def _reap(self) -> None:
@@ -430,13 +417,7 @@ class Master:
 
     # == signals ===============================================================================
     def _handle_signals(self) -> None:
-        try:
-            while os.read(self._wakeup_r, 512):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        while self._pending:
-            signum = self._pending.pop(0)
+        for signum in self.inbox.take():
             action = signals.MASTER_TABLE[signum]
             name = signal.Signals(signum).name
             if action is signals.MasterAction.CHILD_EXITED:
@@ -500,12 +481,7 @@ class Master:
 
     def _teardown(self) -> None:
         self._remove_pidfile()
-        signal.set_wakeup_fd(-1)
-        for signum in signals.MASTER_TABLE:
-            signal.signal(signum, signal.SIG_DFL)
-        for fd in (self._wakeup_r, self._wakeup_w):
-            if fd >= 0:
-                os.close(fd)
+        self.inbox.close()
         self.log.info("master stopped")
 
     def _write_pidfile(self) -> None:

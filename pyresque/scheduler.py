@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import time
@@ -29,8 +28,10 @@ from .datastore_scheduler import SchedulerStore
 from .delayed import move_due
 from .exceptions import ConfigurationError
 from .log import get_logger
+from .outage import Outage
 from .queue import Resque
 from .schedules import Schedule, format_last, load_schedule_file, parse_last, parse_schedule
+from .signals import SignalInbox
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
 
@@ -96,17 +97,15 @@ class Scheduler:
         self.static: dict[str, Schedule] = {}
         self.schedules: dict[str, Schedule] = {}
         self._anchors: dict[str, float] = {}
-        self._pending: list[int] = []
-        self._wakeup_r = self._wakeup_w = -1
-        self._redis_down_since: float | None = None
-        self._outage_attempts = 0
+        self.inbox = SignalInbox(SIGNALS)
+        self.outage = Outage(self.log, self.resque.settings.display_url)
 
     # == 1. startup ============================================================================
     def run(self) -> int:
         procline.scheduler("Starting")
         if self.options.schedule_file:
             self.static = load_schedule_file(self.options.schedule_file)
-        self._install_signal_handlers()
+        self.inbox.install()
         self._write_pidfile()
         self.log.info("scheduler started", interval=self.options.interval, lock_ttl=self.options.lock_ttl,
                       static_schedules=sorted(self.static), dynamic=self.options.dynamic)
@@ -117,7 +116,7 @@ class Scheduler:
                     break
                 try:
                     self.tick()
-                    self._redis_back()
+                    self.outage.back()
                 except _REDIS_DOWN as exc:
                     self._redis_outage(exc)
                     continue
@@ -127,17 +126,6 @@ class Scheduler:
         finally:
             self._teardown()
         return 0
-
-    def _install_signal_handlers(self) -> None:
-        self._wakeup_r, self._wakeup_w = os.pipe()
-        for fd in (self._wakeup_r, self._wakeup_w):
-            os.set_blocking(fd, False)
-        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
-        for signum in SIGNALS:
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._pending.append(signum)  # only a flag: the loop acts on it
 
     # == 2-5. one pass =========================================================================
     def tick(self, now: float | None = None) -> None:
@@ -216,13 +204,7 @@ class Scheduler:
 
     # -- signals and sleeping ---------------------------------------------------------------
     def _handle_signals(self) -> None:
-        try:
-            while os.read(self._wakeup_r, 512):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        while self._pending:
-            signum = self._pending.pop(0)
+        for signum in self.inbox.take():
             action = SIGNALS.get(signum)
             name = signal.Signals(signum).name
             if action == "stop":
@@ -242,34 +224,18 @@ class Scheduler:
                 except ValueError as exc:  # a broken file: keep the schedules we have
                     self.log.error("schedule file not reloaded", error=str(exc))
                 except _REDIS_DOWN as exc:
-                    self._note_redis_down(exc)
+                    self.outage.down(exc)
 
     def _idle(self, seconds: float) -> None:
-        try:
-            select.select([self._wakeup_r], [], [], max(0.0, seconds))
-        except InterruptedError:  # pragma: no cover - PEP 475 retries
-            pass
+        self.inbox.wait(seconds)
 
     # -- outages ------------------------------------------------------------------------------
     def _redis_outage(self, exc: BaseException) -> None:
-        self._note_redis_down(exc)
+        self.outage.down(exc)
         if self.master:
             self.master = False  # Ruby releases its lock here; we cannot reach Redis to do so
         self._role_known = False
-        self._outage_attempts += 1
-        self._idle(min(defaults.OUTAGE_BACKOFF_CAP, defaults.OUTAGE_BACKOFF_START * 2 ** min(self._outage_attempts, 10)))
-
-    def _note_redis_down(self, exc: BaseException) -> None:
-        if self._redis_down_since is None:
-            self._redis_down_since = time.monotonic()
-            self._outage_attempts = 0
-            self.log.warning("redis unavailable, retrying with backoff", url=self.resque.settings.display_url,
-                             error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-
-    def _redis_back(self) -> None:
-        if self._redis_down_since is not None:
-            self.log.info("redis is back", down_for=round(time.monotonic() - self._redis_down_since, 3))
-            self._redis_down_since = None
+        self._idle(self.outage.next_delay())
 
     # == 7. shutdown ===========================================================================
     def _teardown(self) -> None:
@@ -277,19 +243,14 @@ class Scheduler:
             if self.store.release_lock(self.lock_value):
                 self.log.info("master lock released")
         except _REDIS_DOWN as exc:
-            self._note_redis_down(exc)
+            self.outage.down(exc)
         self.master = False
         if self.options.pidfile:
             try:
                 os.unlink(self.options.pidfile)
             except OSError:
                 pass
-        signal.set_wakeup_fd(-1)
-        for signum in SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        for fd in (self._wakeup_r, self._wakeup_w):
-            if fd >= 0:
-                os.close(fd)
+        self.inbox.close()
         self.log.info("scheduler stopped")
 
     def _write_pidfile(self) -> None:

@@ -25,6 +25,7 @@ from .exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassN
 from .heartbeat import Pruner
 from .jobclass import JobResolver
 from .log import get_logger
+from .outage import Outage
 from .queue import Resque
 from .zygote import Zygote, ZygoteGone
 
@@ -120,14 +121,12 @@ class Worker:
         self.shutdown = False
         self.shutdown_now = False
         self.paused = False
-        self._pending: list[int] = []
-        self._wakeup_r = self._wakeup_w = -1
+        self.inbox = signals.SignalInbox(signals.HANDLED)
         self._kill_deadline: float | None = None
         self._next_beat = 0.0
         self._queues_cache: tuple[float, list[str]] = (0.0, [])
         self._pause_checked = (0.0, False)
-        self._redis_down_since: float | None = None
-        self._outage_attempts = 0
+        self.outage = Outage(self.log, self.resque.settings.display_url)
         self._registered = False
         self.pruner = Pruner(self.store, self.id, self.hostname, self.resolver,
                              self.options.prune_interval, self.log)
@@ -136,7 +135,7 @@ class Worker:
     def work(self) -> int:
         """Run until told to stop; returns the process exit code."""
         procline.starting()
-        self._install_signal_handlers()
+        self.inbox.install()
         signals.accept_deferred()  # a master starts us with them blocked
         if self.options.fork and self.options.prefork:  # before any Redis connection exists
             self._zygote = self._start_zygote()
@@ -161,17 +160,6 @@ class Worker:
         self.store.register_worker(self.id, wire.ruby_time(now), wire.iso_offset(self.store.server_time()))
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
         self._registered = True
-
-    def _install_signal_handlers(self) -> None:
-        self._wakeup_r, self._wakeup_w = os.pipe()
-        for fd in (self._wakeup_r, self._wakeup_w):
-            os.set_blocking(fd, False)
-        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
-        for signum in signals.HANDLED:
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._pending.append(signum)  # only a flag: the loop acts on it
 
     # == 2-5. the loop =========================================================================
     def _run_loop(self) -> None:
@@ -199,7 +187,7 @@ class Worker:
                 if not self.options.blocking:
                     self._idle(self.options.interval)
                 continue
-            self._redis_back()
+            self.outage.back()
             self._process_safely(*reserved)
 
     def _process_safely(self, queue: str, item: bytes, started: int | None) -> None:
@@ -305,7 +293,7 @@ class Worker:
             self._fail_here(job, started, JobClassNotFound(f"Could not load job class {job.job_class}: "
                                                            f"{type(exc).__name__}: {exc}"), begun)
             return
-        if self._pending or self.shutdown_now:  # a stop signal came in while we reserved
+        if self.inbox.pending or self.shutdown_now:  # a stop signal came in while we reserved
             self._handle_signals()
             if self.shutdown_now:
                 self._give_back(job, started)
@@ -390,7 +378,7 @@ class Worker:
         try:
             step()
         except _REDIS_DOWN as exc:
-            self._note_redis_down(exc)
+            self.outage.down(exc)
 
     def _fail_here(self, job: jobmod.Job, started: int | None, exc: BaseException, begun: float) -> None:
         """A job that cannot even start (bad payload, unknown class) fails in the parent, no fork."""
@@ -477,12 +465,12 @@ class Worker:
         return child or self._spawn()
 
     def _start_zygote(self) -> Zygote:
-        return Zygote.start(self.resolver, (self._wakeup_r, self._wakeup_w), self.options.fork_every,
+        return Zygote.start(self.resolver, self.inbox.fds, self.options.fork_every,
                             self.options.max_child_memory_mb)
 
     def _spawn(self, busy_fds: tuple[int, ...] = ()) -> horse.Horse:
         """Fork a child for the next job; it closes the parent's fds it has no business with."""
-        return horse.spawn(self.resolver, (self._wakeup_r, self._wakeup_w) + busy_fds, self.options.fork_every,
+        return horse.spawn(self.resolver, self.inbox.fds + busy_fds, self.options.fork_every,
                            self.options.max_child_memory_mb)
 
     def _cancel_warm_child(self) -> None:
@@ -500,14 +488,14 @@ class Worker:
         """
         pidfd = _pidfd_open(pid)
         buffer = b""
-        watch = [result_r, self._wakeup_r] + ([pidfd] if pidfd >= 0 else [])
+        watch = [result_r, self.inbox.fd] + ([pidfd] if pidfd >= 0 else [])
         if self._zygote is not None:
             watch.append(self._zygote.fileno())
         report = None
         try:
             while report is None:
                 ready, _, _ = select.select(watch, [], [], self._timer_timeout())
-                if self._wakeup_r in ready:
+                if self.inbox.fd in ready:
                     self._handle_signals()
                 if self._zygote is not None and self._zygote.fileno() in ready:
                     try:
@@ -597,7 +585,7 @@ class Worker:
         try:
             self._maybe_heartbeat()
         except _REDIS_DOWN as exc:
-            self._note_redis_down(exc)
+            self.outage.down(exc)
 
     def _finish(self, job: jobmod.Job, started: int | None, outcome: jobmod.Outcome, begun: float) -> None:
         """Record the outcome: written with the next reserve (polling), else at once."""
@@ -626,7 +614,7 @@ class Worker:
             try:
                 self.store.finish_job(self.id, booked)
                 self._unbooked = None
-                self._redis_back()
+                self.outage.back()
             except _REDIS_DOWN as exc:
                 booked.retry = True
                 self._backoff(exc)
@@ -636,13 +624,7 @@ class Worker:
 
     # -- signals ---------------------------------------------------------------------------
     def _handle_signals(self) -> None:
-        try:
-            while os.read(self._wakeup_r, 512):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        while self._pending:
-            signum = self._pending.pop(0)
+        for signum in self.inbox.take():
             action = signals.table(self.options.graceful_term)[signum]
             name = signal.Signals(signum).name
             if signum in (signal.SIGTERM, signal.SIGINT) and self.shutdown:
@@ -683,10 +665,7 @@ class Worker:
         """Sleep, but wake at once for a signal (and every second under a supervisor)."""
         if self.options.supervisor_pid is not None:
             seconds = min(seconds, 1.0)
-        try:
-            select.select([self._wakeup_r], [], [], max(0.0, seconds))
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-            pass
+        self.inbox.wait(seconds)
 
     # -- heartbeat, pruning, outages -------------------------------------------------------
     def _maybe_heartbeat(self) -> None:
@@ -706,31 +685,18 @@ class Worker:
             return
 
     def _backoff(self, exc: BaseException) -> None:
-        self._note_redis_down(exc)
-        self._outage_attempts += 1
-        delay = min(defaults.OUTAGE_BACKOFF_CAP, defaults.OUTAGE_BACKOFF_START * 2 ** min(self._outage_attempts, 10))
+        self.outage.down(exc)
+        delay = self.outage.next_delay()
         procline.set_title("Waiting for Redis")
         self._idle(delay)
         self._handle_signals()
-
-    def _note_redis_down(self, exc: BaseException) -> None:
-        if self._redis_down_since is None:
-            self._redis_down_since = time.monotonic()
-            self._outage_attempts = 0
-            self.log.warning("redis unavailable, retrying with backoff", url=self.resque.settings.display_url,
-                             error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-
-    def _redis_back(self) -> None:
-        if self._redis_down_since is not None:
-            self.log.info("redis is back", down_for=round(time.monotonic() - self._redis_down_since, 3))
-            self._redis_down_since = None
 
     def _until_redis(self, step: Any) -> bool:
         """Run ``step`` (start-up) until Redis answers; any stop signal gives up."""
         while not self.shutdown:
             try:
                 step()
-                self._redis_back()
+                self.outage.back()
                 return True
             except _REDIS_DOWN as exc:
                 self._backoff(exc)
@@ -770,16 +736,11 @@ class Worker:
                     self.unregister()
                     break
                 except _REDIS_DOWN as exc:
-                    self._note_redis_down(exc)
+                    self.outage.down(exc)
                     time.sleep(0.5)
         self._safe_event("workerExit", self)
         self._remove_pidfile()
-        signal.set_wakeup_fd(-1)
-        for signum in signals.HANDLED:
-            signal.signal(signum, signal.SIG_DFL)
-        for fd in (self._wakeup_r, self._wakeup_w):
-            if fd >= 0:
-                os.close(fd)
+        self.inbox.close()
         self.log.info("worker stopped")
 
     def unregister(self) -> None:
