@@ -5,7 +5,6 @@ from .hooks import listen
 from .jobclass import register
 from .payload import COMPLETE, FAILED, RUNNING, WAITING, StatusPacket
 from .policies import limit_concurrency, retry, timeout, unique
-from .queue import QueuedJob, Resque
 
 __version__ = "0.1.0"
 
@@ -16,10 +15,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # The failed-job toolkit loads on first use: workers never need it.
-    if name == "FailedJobs":
-        from .failure import FailedJobs
+_LAZY = {"Resque": "queue", "QueuedJob": "queue", "FailedJobs": "failure"}
 
-        return FailedJobs
+
+def __getattr__(name: str) -> object:
+    # The Redis client and the failed-job toolkit load on first use, so a module that only
+    # defines jobs (``@pyresque.register``) stays light: the forking helper that runs jobs
+    # never imports redis-py (~19 MiB), and its children fork faster for it.
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"pyresque.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'pyresque' has no attribute {name!r}")

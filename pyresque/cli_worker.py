@@ -104,6 +104,7 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         fork=not inline,
         prefork=prefork,
         fork_every=fork_every,
+        helper_includes=tuple(item for spec in includes for item in spec.split(",") if item.strip()),
         max_child_memory_mb=max_child_memory,
         job_timeout=job_timeout or None,
         term_child=_flag(term_child),

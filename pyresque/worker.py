@@ -54,6 +54,10 @@ class WorkerOptions:
     fork_every: int = 1
     #: replace a child (after its job) once its RSS passes this many MiB; 0 = no ceiling
     max_child_memory_mb: float = 0
+    #: when set, the forking helper is a fresh interpreter that loads only these includes
+    #: (``APP_INCLUDE``) instead of a fork of this worker: half the memory, faster forks; job
+    #: classes and child-side listeners must then come from the includes (the CLI's case)
+    helper_includes: tuple[str, ...] | None = None
     #: pid of the supervising master; when this worker's parent is no longer it (the master
     #: died), the worker finishes its job and exits instead of running unsupervised forever.
     supervisor_pid: int | None = None
@@ -465,6 +469,9 @@ class Worker:
         return child or self._spawn()
 
     def _start_zygote(self) -> Zygote:
+        if self.options.helper_includes is not None:
+            return Zygote.launch(self.options.helper_includes, self.resolver.allowed_prefixes,
+                                 self.options.fork_every, self.options.max_child_memory_mb)
         return Zygote.start(self.resolver, self.inbox.fds, self.options.fork_every,
                             self.options.max_child_memory_mb)
 

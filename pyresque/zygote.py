@@ -18,24 +18,30 @@ Protocol on a UNIX socket pair (parent <-> zygote):
 
 from __future__ import annotations
 
+import argparse
 import os
 import select
 import signal
 import socket
 import struct
-from typing import Any, NoReturn
+import subprocess
+import sys
+from typing import Any, NoReturn, Sequence
 
 from . import horse, procline
 
 _NOTICE = struct.Struct("!cii")  # kind, pid, wait status
+_IGNORED = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT,
+            signal.SIGHUP)
 
 
 class Zygote:
     """The worker parent's handle on its forking helper."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    def __init__(self, pid: int, sock: socket.socket, process: subprocess.Popen[bytes] | None = None) -> None:
         self.pid = pid
         self.sock = sock
+        self._process = process
         self.sock.setblocking(False)
         self._buffer = b""
         self._handles: list[horse.Horse] = []
@@ -52,6 +58,27 @@ class Zygote:
             _zygote_main(zygote_end, resolver, close_fds, max_jobs, max_rss_mb)
         zygote_end.close()
         return cls(pid, parent_end)
+
+    @classmethod
+    def launch(cls, includes: Sequence[str], allowed_prefixes: Sequence[str], max_jobs: int = 1,
+               max_rss_mb: float = 0) -> Zygote:
+        """Start the helper as a fresh interpreter that imports only what runs jobs.
+
+        The worker has redis-py, structlog and click loaded (~35 MiB); a helper that loads only
+        pyresque's job machinery and the ``APP_INCLUDE`` modules is about half that, and every
+        child it forks copies and tears down half the page tables. Listeners and classes must
+        then come from the includes (as they do for ``pyresque-worker``).
+        """
+        parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        args = [sys.executable, "-m", "pyresque.zygote", "--fd", str(zygote_end.fileno()),
+                "--max-jobs", str(max_jobs), "--max-rss", str(max_rss_mb)]
+        for include in includes:
+            args += ["--include", include]
+        for prefix in allowed_prefixes:
+            args += ["--allow", prefix]
+        process = subprocess.Popen(args, pass_fds=(zygote_end.fileno(),), stdin=subprocess.DEVNULL)
+        zygote_end.close()
+        return cls(process.pid, parent_end, process)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -113,10 +140,19 @@ class Zygote:
         try:
             self.sock.close()
         finally:
-            try:
-                os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+            self._reap(block=False)
+
+    def _reap(self, block: bool) -> None:
+        if self._process is not None:
+            if block:
+                self._process.wait()
+            else:
+                self._process.poll()
+            return
+        try:
+            os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pass
 
     def stop(self) -> None:
         """Close the socket: the zygote exits once its children have; reap it."""
@@ -126,10 +162,7 @@ class Zygote:
         try:
             self.sock.close()
         finally:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
+            self._reap(block=True)
 
 
 
@@ -142,8 +175,7 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
     code = 0
     try:
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
-                       signal.SIGCONT, signal.SIGHUP):
+        for signum in _IGNORED:
             signal.signal(signum, signal.SIG_IGN)  # the worker parent decides; EOF stops us
         for fd in close_fds:
             try:
@@ -201,3 +233,29 @@ def _reap(sock: socket.socket | None) -> int:
                 sock.sendall(_NOTICE.pack(b"X", pid, status))
             except OSError:
                 pass
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """``python -m pyresque.zygote``: the helper :meth:`Zygote.launch` starts."""
+    parser = argparse.ArgumentParser(prog="pyresque.zygote")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--include", action="append", default=[])
+    parser.add_argument("--allow", action="append", default=[])
+    parser.add_argument("--max-jobs", type=int, default=1)
+    parser.add_argument("--max-rss", type=float, default=0)
+    options = parser.parse_args(argv)
+    for signum in _IGNORED:  # as early as possible: the worker decides; EOF stops us
+        signal.signal(signum, signal.SIG_IGN)
+    from .jobclass import JobResolver, load_include
+
+    sock = socket.socket(fileno=options.fd)
+    try:
+        resolver = JobResolver([load_include(spec) for spec in options.include], options.allow)
+    except Exception as exc:  # the worker loaded the same includes: this should not happen
+        print(f"pyresque.zygote: cannot load the job code: {exc}", file=sys.stderr)
+        os._exit(1)
+    _zygote_main(sock, resolver, (), options.max_jobs, options.max_rss)
+
+
+if __name__ == "__main__":
+    main()

@@ -72,3 +72,17 @@ def test_inline_mode_runs_jobs_in_the_worker_process(redis_url, r, tmp_path):
     assert resque.status(ok).result == worker.pid
     [failure] = [json.loads(x) for x in r.lrange("resque:failed", 0, -1)]
     assert (failure["exception"], failure["error"]) == ("RuntimeError", "inline boom")
+
+
+def test_the_cli_forking_helper_is_a_lean_interpreter(redis_url, r, tmp_path):
+    """It loads the job code, not redis-py/structlog/click: children fork from half the memory."""
+    import psutil
+
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "PidJob", 1)
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(job_id).status == 4, what="job")
+        parent = psutil.Process(worker.pid)
+        [helper] = [p for p in parent.children() if "Forker" in " ".join(p.cmdline())]
+        assert helper.memory_info().rss < 0.75 * parent.memory_info().rss
