@@ -89,10 +89,12 @@ def parse_report(buffer: bytes) -> tuple[bytes, bool] | None:
     return body[1:], body[:1] == b"R"
 
 
-def spawn(resolver: Any, close_fds: tuple[int, ...], max_jobs: int = 1, max_rss_mb: float = 0) -> Horse:
+def spawn(resolver: Any, close_fds: tuple[int, ...], max_jobs: int = 1, max_rss_mb: float = 0,
+          defaults_set: bool = False) -> Horse:
     """Fork a child that serves up to ``max_jobs`` jobs (or until its RSS passes ``max_rss_mb``).
 
-    ``close_fds``: the parent's fds the child must not keep.
+    ``close_fds``: the parent's fds the child must not keep. ``defaults_set``: the forking
+    process (the zygote) already has default dispositions but for SIGCHLD.
     """
     job_r, job_w = os.pipe()
     result_r, result_w = os.pipe()
@@ -101,7 +103,7 @@ def spawn(resolver: Any, close_fds: tuple[int, ...], max_jobs: int = 1, max_rss_
     if pid == 0:
         os.close(job_w)
         os.close(result_r)
-        _serve(job_r, result_w, resolver, close_fds, max_jobs, max_rss_mb)
+        _serve(job_r, result_w, resolver, close_fds, max_jobs, max_rss_mb, defaults_set)
     os.close(job_r)
     os.close(result_w)
     try:
@@ -112,14 +114,16 @@ def spawn(resolver: Any, close_fds: tuple[int, ...], max_jobs: int = 1, max_rss_
 
 
 def _serve(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, ...], max_jobs: int,
-           max_rss_mb: float) -> NoReturn:
+           max_rss_mb: float, defaults_set: bool = False) -> NoReturn:
     """In the child: run jobs as they come (up to ``max_jobs``), report each, exit. Never returns."""
     code = 0
     try:
         os.setpgid(0, 0)  # own process group: the parent kills the job and anything it spawned
-        signals.restore_defaults()
-        for signum in (signal.SIGHUP, signal.SIGCHLD):  # the forking helper's, not the job's
-            signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        if not defaults_set:
+            signals.restore_defaults()
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the forking helper's, not the job's
         for fd in close_fds:
             try:
                 os.close(fd)

@@ -174,9 +174,14 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
                  max_rss_mb: float) -> NoReturn:
     code = 0
     try:
+        # Our own session: a terminal's Ctrl-C or a signal to the worker's process group does
+        # not reach us (the worker decides; EOF stops us), and every signal keeps its default
+        # disposition, so the children we fork need not reset them one by one.
+        if os.getsid(0) != os.getpid():
+            os.setsid()
         signal.set_wakeup_fd(-1)
         for signum in _IGNORED:
-            signal.signal(signum, signal.SIG_IGN)  # the worker parent decides; EOF stops us
+            signal.signal(signum, signal.SIG_DFL)
         for fd in close_fds:
             try:
                 os.close(fd)
@@ -207,7 +212,8 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
                     open_socket = False
                     continue
                 for _ in range(request.count(b"F")):
-                    handle = horse.spawn(resolver, (sock.fileno(), wake_r, wake_w), max_jobs, max_rss_mb)
+                    handle = horse.spawn(resolver, (sock.fileno(), wake_r, wake_w), max_jobs, max_rss_mb,
+                                         defaults_set=True)
                     children += 1
                     socket.send_fds(sock, [_NOTICE.pack(b"F", handle.pid, 0)], [handle.job_w, handle.result_r])
                     os.close(handle.job_w)
@@ -244,8 +250,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser.add_argument("--max-jobs", type=int, default=1)
     parser.add_argument("--max-rss", type=float, default=0)
     options = parser.parse_args(argv)
-    for signum in _IGNORED:  # as early as possible: the worker decides; EOF stops us
-        signal.signal(signum, signal.SIG_IGN)
+    os.setsid()  # as early as possible: a Ctrl-C meant for the worker does not reach us
     from .jobclass import JobResolver, load_include
 
     sock = socket.socket(fileno=options.fd)
