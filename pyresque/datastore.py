@@ -74,32 +74,12 @@ return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 # Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
 # while the working-on record is still this job's, so it never counts a job twice nor deletes
 # the record of the job reserved in the same (lost) call.
-FINISH_LUA = r"""
-if ARGV[4] == '1' then
-  local current = redis.call('GET', KEYS[1])
-  if not current or (ARGV[5] ~= '' and current ~= ARGV[5]) then return 0 end
-end
-redis.call('DEL', KEYS[1])
-redis.call('INCRBY', KEYS[2], 1)
-redis.call('INCRBY', KEYS[3], 1)
-if ARGV[3] ~= '' then
-  redis.call('RPUSH', KEYS[5], ARGV[3])
-  redis.call('INCRBY', KEYS[6], 1)
-  redis.call('INCRBY', KEYS[7], 1)
-end
-if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
-elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
-return 1
-"""
-
-# KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
-# ARGV: the five FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
-# The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
-# same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
-FINISH_RESERVE_LUA = _RECORD_LUA + r"""
-local current = redis.call('GET', KEYS[1])
-local applies = ARGV[4] ~= '1' or (current and (ARGV[5] == '' or current == ARGV[5]))
-if applies then
+_FINISH_LUA = r"""
+local function finish()
+  if ARGV[4] == '1' then
+    local current = redis.call('GET', KEYS[1])
+    if not current or (ARGV[5] ~= '' and current ~= ARGV[5]) then return 0 end
+  end
   redis.call('DEL', KEYS[1])
   redis.call('INCRBY', KEYS[2], 1)
   redis.call('INCRBY', KEYS[3], 1)
@@ -110,7 +90,17 @@ if applies then
   end
   if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
   elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+  return 1
 end
+"""
+FINISH_LUA = _FINISH_LUA + "return finish()\n"
+
+# KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
+# ARGV: the five FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
+# The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
+# same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
+FINISH_RESERVE_LUA = _RECORD_LUA + _FINISH_LUA + r"""
+finish()
 local n = #KEYS - 8
 local paused = redis.call('GET', KEYS[n + 8])
 if paused and string.lower(paused) == 'true' then return {-1} end
