@@ -148,13 +148,14 @@ def time_drain(ctx: Ctx, key: str, n: int, proc: subprocess.Popen, log: Path) ->
 
 # -- pyresque --------------------------------------------------------------------------------
 
-def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_every: int = 1) -> dict:
+def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_every: int = 1,
+                   job: str = "NoopJob", n: int | None = None) -> dict:
     import pyresque
     from pyresque.keys import Keys
 
-    n = ctx.drain_jobs
+    n = n or ctx.drain_jobs
     keys = Keys("resque")
-    pyresque.Resque(ctx.url, "resque").enqueue_many(QUEUE, "NoopJob", [[] for _ in range(n)], track=False)
+    pyresque.Resque(ctx.url, "resque").enqueue_many(QUEUE, job, [[] for _ in range(n)], track=False)
     if ctx.redis.llen(keys.queue(QUEUE)) != n:
         raise BenchError("enqueue_many did not queue every job")
     exe = VENV_BIN / "pyresque-worker"
@@ -208,23 +209,24 @@ def drain_pyresque_inline(ctx: Ctx) -> dict:
 
 # -- RQ ----------------------------------------------------------------------------------------
 
-def rq_enqueue_bulk(ctx: Ctx, n: int, batch: int = 1000) -> Any:
+def rq_enqueue_bulk(ctx: Ctx, n: int, batch: int = 1000, func: str = "noop") -> Any:
     import rq_jobs
     from rq import Queue
 
     q = Queue(QUEUE, connection=ctx.redis)
     for start in range(0, n, batch):
         with ctx.redis.pipeline() as pipe:
-            q.enqueue_many([Queue.prepare_data(rq_jobs.noop) for _ in range(min(batch, n - start))], pipeline=pipe)
+            q.enqueue_many([Queue.prepare_data(getattr(rq_jobs, func)) for _ in range(min(batch, n - start))],
+                           pipeline=pipe)
             pipe.execute()
     return q
 
 
-def rq_drain(ctx: Ctx, worker_class: str | None) -> dict:
+def rq_drain(ctx: Ctx, worker_class: str | None, func: str = "noop", n: int | None = None) -> dict:
     from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
-    n = ctx.drain_jobs
-    q = rq_enqueue_bulk(ctx, n)
+    n = n or ctx.drain_jobs
+    q = rq_enqueue_bulk(ctx, n, func=func)
     if ctx.redis.llen(q.key) != n:
         raise BenchError("RQ enqueue_many did not queue every job")
     argv = [str(VENV_BIN / "rq"), "worker", "--burst", "--url", ctx.url, "--path", str(BENCH)]
@@ -257,6 +259,30 @@ def drain_rq_worker(ctx: Ctx) -> dict:
 @task("drain:rq-simple", "rq worker --burst -w rq.worker.SimpleWorker (no fork)")
 def drain_rq_simple(ctx: Ctx) -> dict:
     return rq_drain(ctx, "rq.worker.SimpleWorker")
+
+
+# -- I/O-bound jobs (each sleeps 50 ms) ---------------------------------------------------------
+IO_JOBS = 100
+
+
+@task("io:pyresque-fork", "pyresque-worker, fork per job, 100 jobs sleeping 50 ms", group="io")
+def io_pyresque_fork(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, job="SleepJob", n=IO_JOBS)
+
+
+@task("io:pyresque-fork-every-100", "pyresque-worker --fork-every 100, 100 jobs sleeping 50 ms", group="io")
+def io_pyresque_fork_every(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, job="SleepJob", n=IO_JOBS, fork_every=100)
+
+
+@task("io:pyresque-inline", "pyresque-worker --inline, 100 jobs sleeping 50 ms", group="io")
+def io_pyresque_inline(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, job="SleepJob", n=IO_JOBS, inline=True)
+
+
+@task("io:rq-worker", "rq worker --burst (fork per job), 100 jobs sleeping 50 ms", group="io")
+def io_rq_worker(ctx: Ctx) -> dict:
+    return rq_drain(ctx, None, func="sleep_50ms", n=IO_JOBS)
 
 
 # -- Celery ------------------------------------------------------------------------------------
@@ -458,7 +484,7 @@ def latency_celery_solo(ctx: Ctx) -> dict:
         celery_jobs.app.close()
 
 
-GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency")}
+GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency", "io")}
 GROUPS["all"] = list(TASKS)
 
 # Paired ratios pyresque / peer, computed inside each round. The note says what kind of pair it is.
@@ -468,6 +494,7 @@ PAIRS: list[tuple[str, str, str]] = [
     ("drain:pyresque-fork", "drain:rq-simple", "fork vs RQ without fork"),
     ("drain:pyresque-fork", "drain:celery-solo", "fork vs Celery without fork"),
     ("drain:pyresque-fork-every-100", "drain:celery-solo", "fork-every-100 vs Celery without fork"),
+    ("io:pyresque-fork", "io:rq-worker", "50 ms jobs, fork vs fork"),
     ("drain:pyresque-inline", "drain:rq-simple", "no fork vs no fork"),
     ("drain:pyresque-inline", "drain:celery-solo", "no fork vs no fork"),
     ("enqueue:pyresque", "enqueue:rq", "one call per job"),
