@@ -76,7 +76,12 @@ class Zygote:
             args += ["--include", include]
         for prefix in allowed_prefixes:
             args += ["--allow", prefix]
-        process = subprocess.Popen(args, pass_fds=(zygote_end.fileno(),), stdin=subprocess.DEVNULL)
+        # The helper must import this very pyresque, even when the worker runs from a checkout
+        # (bin/ shims put it on sys.path by hand, not through the environment).
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
+        process = subprocess.Popen(args, pass_fds=(zygote_end.fileno(),), stdin=subprocess.DEVNULL, env=env)
         zygote_end.close()
         return cls(process.pid, parent_end, process)
 
