@@ -33,6 +33,9 @@ STATUS_NAMES = {WAITING: "waiting", RUNNING: "running", FAILED: "failed", COMPLE
 FINAL_STATUSES = (FAILED, COMPLETE)
 
 _COMPACT = (",", ":")
+# Built once: json.dumps with non-default options builds a new encoder on every call.
+_PHP_ENCODER = json.JSONEncoder(separators=_COMPACT, ensure_ascii=True, allow_nan=False)
+_RUBY_ENCODER = json.JSONEncoder(separators=_COMPACT, ensure_ascii=False, allow_nan=False)
 
 
 # -- JSON encoders ----------------------------------------------------------------------------
@@ -41,12 +44,12 @@ def encode_php(obj: Any) -> str:
 
     ``/`` only ever occurs inside JSON strings, so replacing it in the output is exact.
     """
-    return json.dumps(obj, separators=_COMPACT, ensure_ascii=True, allow_nan=False).replace("/", "\\/")
+    return _PHP_ENCODER.encode(obj).replace("/", "\\/")
 
 
 def encode_ruby(obj: Any) -> str:
     """Encode like Ruby's JSON/MultiJson: compact, raw UTF-8, ``/`` unescaped."""
-    return json.dumps(obj, separators=_COMPACT, ensure_ascii=False, allow_nan=False)
+    return _RUBY_ENCODER.encode(obj)
 
 
 def new_job_id() -> str:
