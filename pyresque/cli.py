@@ -20,6 +20,7 @@ from .cli_common import (  # noqa: F401 - re-exported for sub-command modules
     connection_options,
     handle_errors,
     open_resque,
+    parse_args_option,
     parse_json_args,
 )
 from .exceptions import InvalidStatus
@@ -221,16 +222,7 @@ def dequeue(queue: str, job_class: str | None, args_json: str | None, job_id: st
             redis_url: str | None, prefix: str | None) -> None:
     """Remove jobs from QUEUE by class, class and args, or id (or --all)."""
     wire.validate_queue_name(queue)
-    args = None
-    if args_json is not None:
-        if job_class is None:
-            raise UsageProblem("--args needs --class")
-        try:
-            args = json.loads(args_json)
-        except ValueError as exc:
-            raise UsageProblem(f"--args is not JSON: {exc}") from None
-        if not isinstance(args, list):
-            raise UsageProblem("--args must be a JSON list (the positional args)")
+    args = parse_args_option(args_json, job_class)
     selectors = job_class is not None or job_id is not None
     if remove_all == selectors:
         raise UsageProblem("give --class, --id, or --all (and not --all with the others)")

@@ -78,3 +78,18 @@ def parse_json_args(values: tuple[str, ...]) -> list[Any]:
         except ValueError as exc:
             raise UsageProblem(f"argument {position} ({text!r}) is not JSON: {exc}") from None
     return parsed
+
+
+def parse_args_option(args_json: str | None, job_class: str | None) -> list[Any] | None:
+    """``--args JSON`` (with ``--class``): the positional args a job must have to match."""
+    if args_json is None:
+        return None
+    if job_class is None:
+        raise UsageProblem("--args needs --class")
+    try:
+        args = json.loads(args_json)
+    except ValueError as exc:
+        raise UsageProblem(f"--args is not JSON: {exc}") from None
+    if not isinstance(args, list):
+        raise UsageProblem("--args must be a JSON list (the positional args)")
+    return args

@@ -11,7 +11,7 @@ import click
 
 from . import defaults, log
 from . import payload as wire
-from .cli_common import Failure, UsageProblem, connection_options, handle_errors, open_resque
+from .cli_common import Failure, UsageProblem, connection_options, handle_errors, open_resque, parse_args_option
 from .delayed import DelayedJob, InvalidDelay, count_delayed, iter_delayed, remove_delayed
 from .exceptions import ConfigurationError
 from .scheduler import Scheduler, SchedulerOptions
@@ -168,16 +168,7 @@ def delayed_count(as_json: bool, redis_url: str | None, prefix: str | None) -> N
 def delayed_remove(job_class: str | None, args_json: str | None, queue: str | None, job_id: str | None,
                    redis_url: str | None, prefix: str | None) -> None:
     """Remove delayed jobs by class (and args, queue) or by id; their status keys go too."""
-    args = None
-    if args_json is not None:
-        if job_class is None:
-            raise UsageProblem("--args needs --class")
-        try:
-            args = json.loads(args_json)
-        except ValueError as exc:
-            raise UsageProblem(f"--args is not JSON: {exc}") from None
-        if not isinstance(args, list):
-            raise UsageProblem("--args must be a JSON list (the positional args)")
+    args = parse_args_option(args_json, job_class)
     if job_class is None and job_id is None:
         raise UsageProblem("give --class (with optional --args/--queue) or --id")
     removed = remove_delayed(open_resque(redis_url, prefix), job_class=job_class, args=args, job_id=job_id, queue=queue)
