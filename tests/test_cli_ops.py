@@ -28,28 +28,14 @@ def run(redis_url, *args, timeout=30):
                           timeout=timeout)
 
 
-def load_raw(client, snapshot):
-    """A vector's keys written into Redis as they were captured (RPUSH/SET/SADD/HSET)."""
-    for key, entry in snapshot.items():
-        value = entry["value"]
-        if entry["type"] == "string":
-            client.set(key, value, ex=entry["ttl"] if entry["ttl"] > 0 else None)
-        elif entry["type"] == "list":
-            client.rpush(key, *value)
-        elif entry["type"] == "set":
-            client.sadd(key, *value)
-        elif entry["type"] == "hash":
-            client.hset(key, mapping=value)
-
-
 def test_workers_lists_php_ruby_and_pyresque_workers_together(redis_url, r, tmp_path):
     job_id = Resque(redis_url).enqueue("default", "SleepJob", 1.5)
     # a huge prune interval: the vectors' heartbeats are old, and this test is about listing them
     with WorkerProcess(redis_url, tmp_path, PYRESQUE_PRUNE_INTERVAL="100000000") as worker:
         ours = worker.worker_id(r)
         wait_for(lambda: records(worker, "sleep_started"), what="our job running")
-        load_raw(r, PHP_DURING_JOB)
-        load_raw(r, RUBY_DURING_JOB)
+        vectors.load_state(r, PHP_DURING_JOB)
+        vectors.load_state(r, RUBY_DURING_JOB)
         listed = run(redis_url, "workers", "--json")
         text = run(redis_url, "workers")
     assert listed.returncode == 0, listed.stderr
@@ -83,7 +69,7 @@ def test_workers_lists_php_ruby_and_pyresque_workers_together(redis_url, r, tmp_
 
 
 def test_info_matches_rubys_resque_info_for_the_same_state(redis_url, r):
-    load_raw(r, RUBY_DURING_JOB)
+    vectors.load_state(r, RUBY_DURING_JOB)
     done = run(redis_url, "info", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
@@ -118,7 +104,7 @@ def test_info_oldest_job_age_per_queue_with_and_without_queue_time(redis_url, r)
 def test_pause_and_resume_use_rubys_key_and_name_the_php_workers_that_ignore_it(redis_url, r, tmp_path):
     with WorkerProcess(redis_url, tmp_path, PYRESQUE_PRUNE_INTERVAL="100000000") as worker:
         ours = worker.worker_id(r)
-        load_raw(r, PHP_DURING_JOB)  # after our worker's start-up prune: the vector's host is "vm" too
+        vectors.load_state(r, PHP_DURING_JOB)  # after our worker's start-up prune: the vector's host is "vm" too
         r.delete("resque:worker:vm:1409:default")  # idle now
         paused = run(redis_url, "pause", "--json")
         assert paused.returncode == 0 and json.loads(paused.stdout) == {"paused": True, "ignored_by": ["vm:1409:default"]}

@@ -35,22 +35,6 @@ def normalised(snapshot: dict) -> dict:
     return out
 
 
-def load_state(r, snapshot: dict) -> None:
-    """Write a vector's state into Redis as the real schedulers left it."""
-    for key, entry in snapshot.items():
-        kind, value = entry["type"], entry["value"]
-        if kind == "list":
-            r.rpush(key, *value)
-        elif kind == "set":
-            r.sadd(key, *value)
-        elif kind == "zset":
-            r.zadd(key, {m: float(s) for m, s in value})
-        elif kind == "string":
-            r.set(key, value)
-        elif kind == "hash":
-            r.hset(key, mapping=value)
-
-
 def ruby_remove_delayed(r, item: str) -> int:
     """resque-scheduler's remove_delayed: SMEMBERS timestamps:<item>, LREM each bucket, SREM."""
     removed = 0
@@ -118,8 +102,8 @@ def test_nothing_moves_before_its_second(resque, r):
 
 
 def test_items_written_by_ruby_and_php_schedulers_are_moved_as_ruby_does(resque, r):
-    load_state(r, vectors.state(RUBY, "after_schedule"))
-    load_state(r, {k: v for k, v in vectors.state(PHP, "after_schedule").items() if k != "resque:queue:default"})
+    vectors.load_state(r, vectors.state(RUBY, "after_schedule"))
+    vectors.load_state(r, {k: v for k, v in vectors.state(PHP, "after_schedule").items() if k != "resque:queue:default"})
     result = move_due(resque, now=1795323700)
     assert (result.moved, result.failed) == (10, 0)
     queue = [item.decode() for item in r.lrange("resque:queue:default", 0, -1)]

@@ -40,22 +40,6 @@ RUBY_FAIL = failed_records("ruby-resque/f3_ruby_failure_requeue", "before_requeu
 NOT_JSON = b"\xff\x00 not a failure record"
 
 
-def load_state(client, snapshot):
-    """Write a vector's state into Redis, byte for byte."""
-    for key, entry in snapshot.items():
-        value = entry["value"]
-        if entry["type"] == "string":
-            client.set(key, value, ex=entry["ttl"] if entry["ttl"] > 0 else None)
-        elif entry["type"] == "list":
-            client.rpush(key, *value)
-        elif entry["type"] == "set":
-            client.sadd(key, *value)
-        elif entry["type"] == "hash":
-            client.hset(key, mapping=value)
-        else:
-            raise AssertionError(f"unexpected type in vector: {entry['type']}")
-
-
 def failed_list(client):
     return client.lrange(FAILED, 0, -1)
 
@@ -139,7 +123,7 @@ def test_show_prints_the_whole_record(redis_url, r):
 # -- retry -------------------------------------------------------------------------------------
 def test_retry_then_remove_ruby_record_matches_ruby_byte_for_byte(redis_url, r):
     vector = vectors.load("ruby-resque/f3_ruby_failure_requeue")
-    load_state(r, vectors.state(vector, "before_requeue"))
+    vectors.load_state(r, vectors.state(vector, "before_requeue"))
 
     done = run(redis_url, "retry", "0")
     assert done.stdout.strip() == "Retried failed job 0 (FailJob) on default"
@@ -155,7 +139,7 @@ def test_retry_then_remove_ruby_record_matches_ruby_byte_for_byte(redis_url, r):
 def test_retry_php_record_keeps_its_id_and_status_goes_back_to_waiting(redis_url, r):
     vector = vectors.load("cross-php-v1.3.6-ruby/h3_failure_cross_read_requeue")
     job_id = vectors.note(vector, "php_job_id")
-    load_state(r, vectors.state(vector, "two_failures"))
+    vectors.load_state(r, vectors.state(vector, "two_failures"))
     before = time.time()
 
     done = run(redis_url, "retry", "0")

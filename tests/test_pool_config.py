@@ -21,7 +21,7 @@ reports = 0
 [worker]
 INTERVAL = 1
 APP_INCLUDE = /srv/app/current/jobs.py
-REDIS_URL = redis://:p%40ss@cache:6379/2
+REDIS_URL = redis://:p%40ss@cache:6380/2
 
 [worker:production]
 BLOCKING = 1
@@ -33,7 +33,7 @@ def test_groups_keep_file_order_case_and_the_worker_settings():
     assert list(config.groups.items()) == [("high,default", 2), ("low", 1), ("Mail:Urgent", 1), ("reports", 1)]
     assert config.total == 5
     assert config.worker_env == {"INTERVAL": "1", "APP_INCLUDE": "/srv/app/current/jobs.py",
-                                 "REDIS_URL": "redis://:p%40ss@cache:6379/2"}
+                                 "REDIS_URL": "redis://:p%40ss@cache:6380/2"}
 
 
 def test_an_environment_section_is_merged_over_the_base_and_zero_removes_a_group():

@@ -110,3 +110,21 @@ def normalise_state(snapshot: dict[str, Any], host: str | None = None, pid: int 
         ttl = entry["ttl"]
         out[normalise(key, host, pid)] = {"type": entry["type"], "ttl": ttl if ttl < 0 else "expiring", "value": value}
     return out
+
+
+def load_state(client: redis.Redis, snapshot: dict[str, Any]) -> None:
+    """Write a vector's state into Redis as it was captured, byte for byte."""
+    for key, entry in snapshot.items():
+        value = entry["value"]
+        if entry["type"] == "string":
+            client.set(key, value, ex=entry["ttl"] if entry["ttl"] > 0 else None)
+        elif entry["type"] == "list":
+            client.rpush(key, *value)
+        elif entry["type"] == "set":
+            client.sadd(key, *value)
+        elif entry["type"] == "hash":
+            client.hset(key, mapping=value)
+        elif entry["type"] == "zset":
+            client.zadd(key, {member: float(score) for member, score in value})
+        else:
+            raise AssertionError(f"unexpected type in vector: {entry['type']}")
