@@ -42,6 +42,9 @@ def _flag(value: str | None) -> bool:
               help="Jobs one child serves before it is replaced (1 = a fresh process per job) (env PYRESQUE_FORK_EVERY).")
 @click.option("--max-child-memory", envvar="PYRESQUE_MAX_CHILD_MEMORY", type=click.FloatRange(min=0), default=0,
               help="With --fork-every: replace a child whose RSS passed this many MiB (env PYRESQUE_MAX_CHILD_MEMORY).")
+@click.option("--threads", envvar="PYRESQUE_THREADS", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs in flight at once, each in a thread of this process with a worker id of its own "
+                   "(for I/O-bound jobs; no fork) (env PYRESQUE_THREADS).")
 @click.option("--timeout", "job_timeout", envvar="PYRESQUE_JOB_TIMEOUT", type=click.FloatRange(min=0), default=0,
               help="Default time limit in seconds for jobs whose class sets none; 0 = none (env PYRESQUE_JOB_TIMEOUT).")
 @click.option("--term-child", envvar="TERM_CHILD", default=None,
@@ -68,7 +71,7 @@ def _flag(value: str | None) -> bool:
 @handle_errors
 def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
            allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, fork_every: int,
-           max_child_memory: float, job_timeout: float,
+           max_child_memory: float, threads: int, job_timeout: float,
            term_child: str | None,
            term_timeout: float,
            graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
@@ -86,6 +89,8 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
     queues = [q for q in queue.split(",")]
     if not queue.strip() or any(not q.strip() for q in queues):
         raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")
+    if threads > 1 and fork_every > 1:
+        raise UsageProblem("--threads runs jobs in threads, without a fork: it cannot be combined with --fork-every")
     resque = open_resque(redis_url, prefix)
     if count > 1:  # the master starts `count` of us (COUNT=1 each) and never imports job code
         from . import pool_config
@@ -114,8 +119,15 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         prune_interval=prune_interval,
         pidfile=pidfile,
         supervisor_pid=supervisor_pid,
+        threads=threads,
     )
-    code = Worker(resque, queues, options, JobResolver(modules, prefixes)).work()
+    resolver = JobResolver(modules, prefixes)
+    if threads > 1:
+        from .threaded import ThreadedWorker
+
+        code = ThreadedWorker(resque, queues, options, resolver).work()
+    else:
+        code = Worker(resque, queues, options, resolver).work()
     sys.exit(code)
 
 

@@ -220,13 +220,29 @@ def _int_or_none(value: Any) -> int | None:
 
 
 # -- worker ids -------------------------------------------------------------------------------
+#: marks a thread slot's entry at the end of a worker id's queue list (``host:pid:q1,q2,@3``)
+SLOT_MARK = "@"
+
+
 class WorkerId(NamedTuple):
+    """``host:pid:q1,q2``, and for one slot of a threaded worker ``host:pid:q1,q2,@<slot>``.
+
+    Resque's ids are one per process; a threaded worker registers one id per slot. The slot
+    rides in the queue list because both neighbours read that field as free text: php-resque
+    and Ruby only match the host and the pid (a live pid keeps every slot), and Ruby's
+    same-queues check then leaves the slots alone; Ruby's heartbeat expiry still applies.
+    """
+
     host: str
     pid: int
     queues: tuple[str, ...]
+    slot: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.pid}:{','.join(self.queues)}"
+        queues = ",".join(self.queues)
+        if self.slot is not None:
+            queues += f",{SLOT_MARK}{self.slot}"
+        return f"{self.host}:{self.pid}:{queues}"
 
 
 def parse_worker_id(worker_id: str) -> WorkerId | None:
@@ -234,7 +250,13 @@ def parse_worker_id(worker_id: str) -> WorkerId | None:
     parts = worker_id.split(":", 2)
     if len(parts) != 3 or not parts[1].isdigit():
         return None
-    return WorkerId(parts[0], int(parts[1]), tuple(parts[2].split(",")))
+    queues = parts[2].split(",")
+    slot = None
+    last = queues[-1]
+    if len(queues) > 1 and last.startswith(SLOT_MARK) and last[1:].isdigit():
+        slot = int(last[1:])
+        queues.pop()
+    return WorkerId(parts[0], int(parts[1]), tuple(queues), slot)
 
 
 # -- times ------------------------------------------------------------------------------------

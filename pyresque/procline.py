@@ -58,6 +58,13 @@ def processing(queue: str, since: int, job_class: str) -> str:
     return f"Processing {queue} since {since} [{job_class}]"
 
 
+def threads(queues: str, busy: int, total: int) -> str:
+    """A threaded worker's title: its slots are ``worker:<id>`` records, this is the summary."""
+    if busy == 0:
+        return f"Waiting for {queues} ({total} threads)"
+    return f"Processing {queues} with {busy} of {total} threads busy"
+
+
 def master(status: str) -> None:
     """The supervising master's title, ``resque-pool-master: <status>`` (resque-pool's).
 

@@ -61,6 +61,8 @@ class WorkerOptions:
     #: pid of the supervising master; when this worker's parent is no longer it (the master
     #: died), the worker finishes its job and exits instead of running unsupervised forever.
     supervisor_pid: int | None = None
+    #: jobs in flight at once, one per thread slot (threaded mode, :mod:`pyresque.threaded`)
+    threads: int = 1
 
 
 class Worker:
@@ -95,6 +97,7 @@ class Worker:
         options: WorkerOptions | None = None,
         resolver: JobResolver | None = None,
         hostname: str | None = None,
+        slot: int | None = None,
     ) -> None:
         if not queues:
             raise ConfigurationError("no queues given: set QUEUE to a comma-separated list (or *)")
@@ -108,7 +111,7 @@ class Worker:
         self.resolver = resolver or JobResolver()
         self.hostname = hostname or socket.gethostname()
         self.pid = os.getpid()
-        self.id = f"{self.hostname}:{self.pid}:{','.join(self.queue_patterns)}"
+        self.id = str(wire.WorkerId(self.hostname, self.pid, tuple(self.queue_patterns), slot))
         self.log = get_logger("pyresque.worker").bind(worker=self.id)
         self.child_pid: int | None = None
         self._warm: horse.Horse | None = None
@@ -177,7 +180,7 @@ class Worker:
                 self._maybe_heartbeat()
                 if self.paused or self._all_paused():
                     self._flush_bookkeeping()
-                    procline.set_title("Paused")
+                    self._title("Paused")
                     self._idle(self.options.interval or 1.0)
                     continue
                 reserved = self._reserve()
@@ -217,7 +220,7 @@ class Worker:
             if self.options.interval > 0:
                 self._idle(min(self.options.interval, defaults.MAX_BLOCK_SECONDS))
             return None
-        procline.set_title(procline.waiting(",".join(queues)))
+        self._title(procline.waiting(",".join(queues)))
         now = time.time()
         run_at = wire.iso_z(now)
         if self.options.blocking and self.options.interval > 0:
@@ -310,10 +313,7 @@ class Worker:
         self._safe_event("beforeFork", job)
         limit = policies.job_timeout(target, self.options.job_timeout)
         try:
-            if self.options.fork:
-                outcome = self._fork_and_wait(job, target, limit)
-            else:
-                outcome = _run_inline(job, target, limit)
+            outcome = self._execute(job, target, limit)
         except Exception as exc:  # the worker's own fault (fork failed, …): fail the job, keep going
             self.log.exception("could not run job", job_id=job.id, job_class=job.job_class)
             outcome = jobmod.failure_outcome(exc)
@@ -330,6 +330,15 @@ class Worker:
         digest = policies.unique_digest(target, job.job_class, job.args)
         if digest is not None:
             self._release(lambda: self.store.release_unique(self.resque.keys.unique_lock(digest)))
+
+    def _execute(self, job: jobmod.Job, target: Any, limit: float | None) -> jobmod.Outcome:
+        """Run the job: in a child (fork modes) or here (inline); a threaded slot overrides it."""
+        if self.options.fork:
+            return self._fork_and_wait(job, target, limit)
+        return _run_inline(job, target, limit)
+
+    def _title(self, status: str) -> None:
+        procline.set_title(status)
 
     def _give_back(self, job: jobmod.Job, started: int | None) -> None:
         """Put a job we were told to drop before it started back at the head of its queue."""
@@ -679,6 +688,9 @@ class Worker:
         if time.monotonic() < self._next_beat:
             return
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
+        self._beat()
+
+    def _beat(self) -> None:
         self.store.heartbeat(self.id)
         self.pruner.prune()
 
@@ -694,7 +706,7 @@ class Worker:
     def _backoff(self, exc: BaseException) -> None:
         self.outage.down(exc)
         delay = self.outage.next_delay()
-        procline.set_title("Waiting for Redis")
+        self._title("Waiting for Redis")
         self._idle(delay)
         self._handle_signals()
 
@@ -736,19 +748,24 @@ class Worker:
             self._zygote.stop()
             self._zygote = None
         self._reap_exited(block=True)
-        if self._registered:
-            self._flush_bookkeeping()
-            for _ in range(3):
-                try:
-                    self.unregister()
-                    break
-                except _REDIS_DOWN as exc:
-                    self.outage.down(exc)
-                    time.sleep(0.5)
+        self.unregister_with_retries()
         self._safe_event("workerExit", self)
         self._remove_pidfile()
         self.inbox.close()
         self.log.info("worker stopped")
+
+    def unregister_with_retries(self) -> None:
+        """Flush the last bookkeeping and unregister, riding out a short Redis blip."""
+        if not self._registered:
+            return
+        self._flush_bookkeeping()
+        for _ in range(3):
+            try:
+                self.unregister()
+                return
+            except _REDIS_DOWN as exc:
+                self.outage.down(exc)
+                time.sleep(0.5)
 
     def unregister(self) -> None:
         """Ruby's unregister; a job still recorded as running is failed first (DirtyExit)."""
