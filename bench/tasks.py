@@ -149,7 +149,7 @@ def time_drain(ctx: Ctx, key: str, n: int, proc: subprocess.Popen, log: Path) ->
 # -- pyresque --------------------------------------------------------------------------------
 
 def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_every: int = 1,
-                   job: str = "NoopJob", n: int | None = None) -> dict:
+                   job: str = "NoopJob", n: int | None = None, threads: int = 1) -> dict:
     import pyresque
     from pyresque.keys import Keys
 
@@ -166,6 +166,8 @@ def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_
         env.update(PYRESQUE_INLINE="1")
     if fork_every > 1:
         env.update(PYRESQUE_FORK_EVERY=str(fork_every))
+    if threads > 1:
+        env.update(PYRESQUE_THREADS=str(threads))
     proc, log = start_worker(ctx, [str(exe)], env)
     try:
         res = time_drain(ctx, keys.queue(QUEUE), n, proc, log)
@@ -273,6 +275,13 @@ def io_pyresque_fork(ctx: Ctx) -> dict:
 @task("io:pyresque-fork-every-100", "pyresque-worker --fork-every 100, 100 jobs sleeping 50 ms", group="io")
 def io_pyresque_fork_every(ctx: Ctx) -> dict:
     return pyresque_drain(ctx, job="SleepJob", n=IO_JOBS, fork_every=100)
+
+
+@task("io:pyresque-threads-100", "pyresque-worker --threads 100, 2000 jobs sleeping 50 ms", group="io")
+def io_pyresque_threads(ctx: Ctx) -> dict:
+    # 2000 jobs, not 100: 100 slots would finish 100 jobs in one 50 ms step, too short to time.
+    # The timer stops when the queue is empty, with up to 100 jobs (5 %, ~50 ms) still running.
+    return pyresque_drain(ctx, job="SleepJob", n=20 * IO_JOBS, threads=100)
 
 
 @task("io:pyresque-inline", "pyresque-worker --inline, 100 jobs sleeping 50 ms", group="io")
@@ -495,6 +504,8 @@ PAIRS: list[tuple[str, str, str]] = [
     ("drain:pyresque-fork", "drain:celery-solo", "fork vs Celery without fork"),
     ("drain:pyresque-fork-every-100", "drain:celery-solo", "fork-every-100 vs Celery without fork"),
     ("io:pyresque-fork", "io:rq-worker", "50 ms jobs, fork vs fork"),
+    ("io:pyresque-threads-100", "io:pyresque-fork", "50 ms jobs, threads=100 vs fork"),
+    ("io:pyresque-threads-100", "io:rq-worker", "50 ms jobs, threads=100 vs RQ fork"),
     ("drain:pyresque-inline", "drain:rq-simple", "no fork vs no fork"),
     ("drain:pyresque-inline", "drain:celery-solo", "no fork vs no fork"),
     ("enqueue:pyresque", "enqueue:rq", "one call per job"),

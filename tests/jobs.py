@@ -277,3 +277,17 @@ class SignalMaskJob:
         with open("/proc/self/status") as handle:
             fields = dict(line.split(":\t", 1) for line in handle if ":\t" in line)
         record("signal_mask", {"ignored": int(fields["SigIgn"], 16), "caught": int(fields["SigCgt"], 16)})
+
+
+@pyresque.register
+class NapJob:
+    """Sleeps in short naps: Python code between them, so a threaded worker can interrupt it."""
+
+    @staticmethod
+    def perform(seconds):
+        record("nap_started", {"seconds": seconds, "pid": os.getpid()})
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.01)
+        record("nap_finished", {"seconds": seconds})
+        return "napped"
