@@ -142,6 +142,9 @@ class Slot(Worker):
     def _check_supervisor(self) -> None:
         pass  # the main thread's job
 
+    def _handle_signals(self) -> None:
+        pass  # signals reach the main thread, which sets this slot's flags
+
     # -- called from the main thread ------------------------------------------------------
     def stop(self, now: bool = False) -> None:
         self.shutdown = True
