@@ -32,7 +32,6 @@ USR2/CONT  pause / resume every slot (no new job is reserved while paused)
 from __future__ import annotations
 
 import ctypes
-import signal
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -263,38 +262,26 @@ class ThreadedWorker(Worker):
                     self.slots[index].thread.start()
 
     def _handle_signals(self) -> None:
-        for signum in self.inbox.take():
-            action = signals.table(self.options.graceful_term)[signum]
-            name = signal.Signals(signum).name
-            if signum in (signal.SIGTERM, signal.SIGINT) and self.shutdown:
-                self.log.warning("second stop signal: exiting now", signal=name)
-                self._abandon_all()
-            elif action is signals.Action.SHUTDOWN:
-                self.log.info("shutting down after the current jobs", signal=name)
-                self.shutdown = True
-            elif action is signals.Action.SHUTDOWN_NOW:
-                self.log.info("shutting down now", signal=name)
-                self.shutdown = self.shutdown_now = True
-                for slot in self.slots:
-                    slot.stop(now=True)
-                if self.options.term_child:
-                    self._interrupt_all()
-                    self._stop_deadline = time.monotonic() + self.options.term_timeout
-                else:
-                    self._abandon_all()
-            elif action is signals.Action.KILL_CHILD:
-                self._interrupt_all()
-            elif action is signals.Action.PAUSE and not self.paused:
-                self.log.info("pausing", signal=name)
-                self.paused = True
-                self._safe_event("beforePause", self)
-            elif action is signals.Action.RESUME and self.paused:
-                self.log.info("resuming", signal=name)
-                self.paused = False
-                self._safe_event("afterPause", self)
-            for slot in self.slots:
+        super()._handle_signals()  # the table is the worker's; the kill steps below are ours
+        for slot in self.slots:
+            if slot.paused != self.paused:
                 slot.paused = self.paused
                 slot.wake.set()
+
+    def _kill_jobs(self) -> None:
+        if not self.shutdown_now:  # USR1
+            self._interrupt_all()
+            return
+        for slot in self.slots:
+            slot.stop(now=True)
+        if self.options.term_child:
+            self._interrupt_all()
+            self._stop_deadline = time.monotonic() + self.options.term_timeout
+        else:
+            self._abandon_all()
+
+    def _stop_jobs_at_once(self) -> None:
+        self._abandon_all()
 
     def _interrupt_all(self) -> None:
         killed = jobmod.Outcome(False, exception="pyresque.DirtyExit", error=KILLED)

@@ -646,16 +646,16 @@ class Worker:
             if signum in (signal.SIGTERM, signal.SIGINT) and self.shutdown:
                 self.log.warning("second stop signal: exiting now", signal=name)
                 self.shutdown = self.shutdown_now = True
-                self._kill_child(force=True)
+                self._stop_jobs_at_once()
             elif action is signals.Action.SHUTDOWN:
                 self.log.info("shutting down after the current job", signal=name)
                 self.shutdown = True
             elif action is signals.Action.SHUTDOWN_NOW:
                 self.log.info("shutting down now", signal=name)
                 self.shutdown = self.shutdown_now = True
-                self._kill_child()
+                self._kill_jobs()
             elif action is signals.Action.KILL_CHILD:
-                self._kill_child()
+                self._kill_jobs()
             elif action is signals.Action.PAUSE and not self.paused:
                 self.log.info("pausing", signal=name)
                 self.paused = True
@@ -664,6 +664,14 @@ class Worker:
                 self.log.info("resuming", signal=name)
                 self.paused = False
                 self._safe_event("afterPause", self)
+
+    def _kill_jobs(self) -> None:
+        """TERM/INT/USR1: the job in hand dies (TERM first with TERM_CHILD); threads override it."""
+        self._kill_child()
+
+    def _stop_jobs_at_once(self) -> None:
+        """A second TERM/INT: no more grace."""
+        self._kill_child(force=True)
 
     def _kill_child(self, force: bool = False) -> None:
         pid = self.child_pid
