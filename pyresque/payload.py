@@ -220,6 +220,9 @@ def _int_or_none(value: Any) -> int | None:
 
 
 # -- worker ids -------------------------------------------------------------------------------
+#: php-resque v1.3.6's DirtyExit message for a job killed by a signal (vectors s_signal_term)
+DIRTY_EXIT_ABNORMAL = "Job exited abnormally"
+
 #: marks a thread slot's entry at the end of a worker id's queue list (``host:pid:q1,q2,@3``)
 SLOT_MARK = "@"
 

@@ -39,12 +39,13 @@ from typing import Any, Sequence
 
 from . import defaults, procline, signals
 from . import job as jobmod
+from . import payload as wire
 from .exceptions import ConfigurationError, DirtyExit, JobTimeout
 from .jobclass import JobResolver
 from .queue import Resque
 from .worker import _REDIS_DOWN, Worker, WorkerOptions
 
-KILLED = "Job exited abnormally"
+KILLED = wire.DIRTY_EXIT_ABNORMAL
 
 
 class _Killed(DirtyExit):

@@ -436,7 +436,7 @@ class Worker:
         if status is None:  # a report that is not one: treat the child as having died
             return jobmod.Outcome(False, exception="pyresque.DirtyExit", error="Job sent an unreadable report")
         if os.WIFSIGNALED(status):
-            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error="Job exited abnormally")
+            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=wire.DIRTY_EXIT_ABNORMAL)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
         if code != 0:
             return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=f"Job exited with exit code {code}")
