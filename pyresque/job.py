@@ -23,7 +23,6 @@ beforePerform, a before hook or ``setUp`` skips the job without failing it. On a
 from __future__ import annotations
 
 import inspect
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
@@ -111,6 +110,8 @@ def exception_name(exc: BaseException) -> str:
 
 def format_backtrace(exc: BaseException) -> list[str]:
     """Frames as Ruby shows them (``file:line:in `name'``), innermost last, pyresque's own left out."""
+    import traceback  # on failure only: the forking helper (and each child) stays without it
+
     frames = traceback.extract_tb(exc.__traceback__)
     lines = [f"{f.filename}:{f.lineno}:in `{f.name}'" for f in frames if "/pyresque/" not in f.filename.replace("\\", "/")]
     return lines or [f"{f.filename}:{f.lineno}:in `{f.name}'" for f in frames[-1:]]
@@ -125,12 +126,26 @@ def failure_outcome(exc: BaseException, with_backtrace: bool = True) -> Outcome:
     return Outcome(False, exception=exception_name(exc), error=message, backtrace=backtrace)
 
 
+_ruby_style: dict[Any, bool] = {}
+
+
 def is_ruby_style(target: Any) -> bool:
     """A function, or a class whose ``perform`` is a static or class method."""
+    known = _ruby_style.get(target)
+    if known is not None:
+        return known
     if not isinstance(target, type):
         return True
     static = inspect.getattr_static(target, "perform", None)
-    return isinstance(static, (staticmethod, classmethod))
+    _ruby_style[target] = known = isinstance(static, (staticmethod, classmethod))
+    return known
+
+
+def prepare(target: Any) -> None:
+    """Look up what running ``target`` needs once, in the process that forks the children:
+    each child then inherits the answers instead of computing (and faulting in) them per job."""
+    hooks.warm_class_hooks(target)
+    is_ruby_style(target)
 
 
 def run(job: Job, target: Any, after_fork: bool = False) -> Outcome:

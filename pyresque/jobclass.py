@@ -129,6 +129,12 @@ class JobResolver:
                 return candidate
         raise JobClassNotFound(f"Could not find job class {name}. {self.searched()}")
 
+    def known(self) -> dict[str, Any]:
+        """Every job this resolver can name without importing: registered and included classes."""
+        found = {name: obj for module in self.includes for name, obj in vars(module).items() if _is_job(obj)}
+        found.update(_registry)
+        return found
+
     def _allowed(self, module_name: str) -> bool:
         if not module_name.isidentifier() and not all(part.isidentifier() for part in module_name.split(".")):
             return False

@@ -16,8 +16,6 @@ attempts, an unknown backoff) fails loudly there rather than at 3 a.m. in a work
 
 from __future__ import annotations
 
-import hashlib
-import random
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -59,8 +57,12 @@ class RetryPolicy:
             return False
         return not self.on or _matches(exception, self.on)
 
-    def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
+    def delay(self, retry: int, rand: Callable[[], float] | None = None) -> float:
         """Seconds before retry number ``retry`` (1 for the first retry)."""
+        if rand is None:
+            import random  # only when retrying: the forking helper stays without it
+
+            rand = random.random
         if isinstance(self.backoff, str):  # exponential
             seconds = self.base * 2 ** (retry - 1)
         elif isinstance(self.backoff, (int, float)):
@@ -158,6 +160,8 @@ def unique_digest(target: Any, job_class: str, args: list[Any]) -> str | None:
         return None
     custom = getattr(target, "unique_key", None)
     material = str(custom(*args)) if callable(custom) else wire.encode_ruby(args)
+    import hashlib  # only for unique jobs: the forking helper stays without it
+
     return hashlib.sha1(f"{job_class}\0{material}".encode()).hexdigest()
 
 

@@ -10,17 +10,46 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from typing import Any
 
 from . import defaults
 
 RUBY_WORKER_PATTERN = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
 PHP_WORKER_PATTERN = re.compile(r"resque")
 
-try:
-    from setproctitle import setproctitle as _set_title
-except ImportError:  # pragma: no cover - setproctitle is a dependency; stay usable without it
-    def _set_title(title: str) -> None:
-        pass
+
+def _load_setproctitle() -> Any:
+    """setproctitle's C function, loaded without the package's ``__init__`` when possible.
+
+    That ``__init__`` imports :mod:`logging`, hence :mod:`threading`, whose at-fork handler
+    then runs in every child the forking helper makes: ~120 copy-on-write page faults and
+    ~0.25 ms of CPU per job on this kind of machine, for a module the helper never uses.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.util.find_spec("setproctitle")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(location, "_setproctitle" + suffix)
+            if os.path.isfile(path):
+                name = "setproctitle._setproctitle"
+                loader = importlib.machinery.ExtensionFileLoader(name, path)
+                module_spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+                if module_spec is not None:
+                    module = importlib.util.module_from_spec(module_spec)
+                    loader.exec_module(module)
+                    sys.modules[name] = module  # a job that imports setproctitle gets this one
+                    return module.setproctitle
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # pragma: no cover - setproctitle is a dependency; stay usable without it
+        return lambda title: None
+    return setproctitle
+
+
+_set_title = _load_setproctitle()
 
 
 _last_title = ""

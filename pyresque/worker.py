@@ -305,7 +305,7 @@ class Worker:
             if self.shutdown_now:
                 self._give_back(job, started)
                 return
-        hooks.warm_class_hooks(target)
+        jobmod.prepare(target)
         slots = self._take_slot(job, target, started)
         if slots is False:
             return

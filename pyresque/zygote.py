@@ -18,17 +18,19 @@ Protocol on a UNIX socket pair (parent <-> zygote):
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import horse, procline
+from . import job as jobmod
+
+if TYPE_CHECKING:
+    import subprocess
 
 _NOTICE = struct.Struct("!cii")  # kind, pid, wait status
 _IGNORED = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT,
@@ -78,6 +80,8 @@ class Zygote:
             args += ["--allow", prefix]
         # The helper must import this very pyresque, even when the worker runs from a checkout
         # (bin/ shims put it on sys.path by hand, not through the environment).
+        import subprocess  # here, not at the top: it loads threading, whose fork handler every child would run
+
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
@@ -197,6 +201,7 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         procline.set_title(f"Forker for worker {os.getppid()}")
+        _prepare_jobs(resolver)
         children = 0
         open_socket = True
         while open_socket or children:
@@ -229,6 +234,15 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
         os._exit(code)
 
 
+def _prepare_jobs(resolver: Any) -> None:
+    """Hooks and job shapes looked up here once, not in every child (see :func:`job.prepare`)."""
+    for target in resolver.known().values():
+        try:
+            jobmod.prepare(target)
+        except Exception:  # a class that breaks on inspection fails its own jobs, later
+            pass
+
+
 def _reap(sock: socket.socket | None) -> int:
     reaped = 0
     while True:
@@ -248,23 +262,40 @@ def _reap(sock: socket.socket | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """``python -m pyresque.zygote``: the helper :meth:`Zygote.launch` starts."""
-    parser = argparse.ArgumentParser(prog="pyresque.zygote")
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--include", action="append", default=[])
-    parser.add_argument("--allow", action="append", default=[])
-    parser.add_argument("--max-jobs", type=int, default=1)
-    parser.add_argument("--max-rss", type=float, default=0)
-    options = parser.parse_args(argv)
+    options = _parse_helper_args(sys.argv[1:] if argv is None else argv)
     os.setsid()  # as early as possible: a Ctrl-C meant for the worker does not reach us
     from .jobclass import JobResolver, load_include
 
-    sock = socket.socket(fileno=options.fd)
+    sock = socket.socket(fileno=options["fd"])
     try:
-        resolver = JobResolver([load_include(spec) for spec in options.include], options.allow)
+        resolver = JobResolver([load_include(spec) for spec in options["include"]], options["allow"])
     except Exception as exc:  # the worker loaded the same includes: this should not happen
         print(f"pyresque.zygote: cannot load the job code: {exc}", file=sys.stderr)
         os._exit(1)
-    _zygote_main(sock, resolver, (), options.max_jobs, options.max_rss)
+    _zygote_main(sock, resolver, (), options["max-jobs"], options["max-rss"])
+
+
+def _parse_helper_args(argv: Sequence[str]) -> dict[str, Any]:
+    """The ``--name value`` pairs :meth:`Zygote.launch` writes. Parsed by hand: argparse would
+    stay resident in the helper and make every fork copy and tear down its pages."""
+    options: dict[str, Any] = {"fd": None, "include": [], "allow": [], "max-jobs": 1, "max-rss": 0.0}
+    convert: dict[str, Any] = {"fd": int, "max-jobs": int, "max-rss": float}
+    if len(argv) % 2:
+        raise SystemExit(f"pyresque.zygote: expected --name value pairs, got {' '.join(argv)}")
+    for flag, value in zip(argv[::2], argv[1::2]):
+        name = flag[2:] if flag.startswith("--") else ""
+        if name not in options:
+            raise SystemExit(f"pyresque.zygote: unknown option {flag}")
+        if isinstance(options[name], list):
+            options[name].append(value)
+        else:
+            try:
+                options[name] = convert[name](value)
+            except ValueError:
+                raise SystemExit(f"pyresque.zygote: {flag} needs a number, not {value!r}") from None
+    if options["fd"] is None:
+        raise SystemExit("pyresque.zygote: --fd is required")
+    return options
 
 
 if __name__ == "__main__":

@@ -291,3 +291,14 @@ class NapJob:
             time.sleep(0.01)
         record("nap_finished", {"seconds": seconds})
         return "napped"
+
+
+@pyresque.register
+class ForkHandlersJob:
+    """Which modules with at-fork handlers the child inherited (each handler runs per fork)."""
+
+    @staticmethod
+    def perform():
+        import sys
+
+        return sorted(name for name in ("threading", "logging", "subprocess", "random") if name in sys.modules)

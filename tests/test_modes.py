@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+
+import pytest
 
 from pyresque import Resque
-from support import WorkerProcess, records, wait_for
+from pyresque.zygote import _parse_helper_args
+from support import JOBS, TESTS, WorkerProcess, records, wait_for
 
 
 def _pids(worker) -> dict[int, int]:
@@ -86,3 +91,38 @@ def test_the_cli_forking_helper_is_a_lean_interpreter(redis_url, r, tmp_path):
         parent = psutil.Process(worker.pid)
         [helper] = [p for p in parent.children() if "Forker" in " ".join(p.cmdline())]
         assert helper.memory_info().rss < 0.75 * parent.memory_info().rss
+
+
+def test_job_children_inherit_no_fork_handlers_from_the_helper(redis_url, r, tmp_path):
+    """threading, logging and random run an at-fork handler in every child (~120 page faults
+    and ~0.25 ms a job here); the helper must not load them for the job code's sake."""
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "ForkHandlersJob")
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(job_id).status == 4, what="job")
+    assert resque.status(job_id).result == []
+
+
+def test_the_helper_prepares_every_known_job_once_for_all_children():
+    """Hook names and job shapes are looked up in the helper, so no child runs dir() per job."""
+    probe = (
+        "import sys; from pyresque import hooks, job, zygote; from pyresque.jobclass import JobResolver, load_include\n"
+        f"resolver = JobResolver([load_include({JOBS!r})], [])\n"
+        "zygote._prepare_jobs(resolver)\n"
+        "php, ruby = resolver.resolve('PHP_Job'), resolver.resolve('FailJob')\n"
+        "print(all((id(t), 'before_perform') in hooks._hook_names for t in (php, ruby)),"
+        " job._ruby_style.get(php), job._ruby_style.get(ruby))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(TESTS), check=True)
+    assert out.stdout.split() == ["True", "False", "True"]
+
+
+def test_the_helper_parses_its_own_arguments_strictly():
+    assert _parse_helper_args(["--fd", "5", "--include", "a.py", "--include", "b", "--allow", "app",
+                               "--max-jobs", "3", "--max-rss", "2.5"]) == {
+        "fd": 5, "include": ["a.py", "b"], "allow": ["app"], "max-jobs": 3, "max-rss": 2.5}
+    for bad, message in ((["--fd"], "pairs"), (["--include", "x"], "--fd is required"),
+                         (["--fd", "x"], "needs a number"), (["--fd", "3", "--bogus", "1"], "unknown option")):
+        with pytest.raises(SystemExit, match=message):
+            _parse_helper_args(bad)
