@@ -109,6 +109,7 @@ class Slot(Worker):
 
     # -- what differs from the single-job worker ------------------------------------------
     def process(self, queue: str, item: bytes, started: int | None) -> None:
+        started = self._confirm_record(started)  # the main thread may record this job: it needs "started"
         self._started_in_hand = started
         super().process(queue, item, started)
 
@@ -117,6 +118,7 @@ class Slot(Worker):
         inflight = InFlight(job, self._started_in_hand, now, now + limit if limit else None, limit)
         with self.lock:
             self.current = inflight
+        self._log_started(job)
         try:
             outcome = jobmod.run(job, target)
         finally:
