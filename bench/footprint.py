@@ -4,7 +4,9 @@
 
 Idle memory: each worker starts (BLOCKING/idle) on an empty queue, settles for 1.5 s, and the
 RSS, PSS and USS of its whole process tree (the worker and everything it started: pyresque's
-forking helper and its waiting child; none for RQ) are summed with psutil. Commands per job:
+forking helper and its waiting child; none for RQ) are summed with psutil. ``pyresque`` is a
+fork-mode worker with its helper (as during and just after work); ``pyresque-retired`` one idle
+for longer than ``--helper-idle`` (30 s by default, 0.5 s here), whose helper has exited. Commands per job:
 INFO commandstats before and after draining 20 and then 120 no-op jobs; the difference of the
 two drains divided by 100 cancels start-up and shut-down (perf-anchors' method).
 """
@@ -51,6 +53,8 @@ def start(system: str, url: str) -> subprocess.Popen:
         env.update(QUEUE="bench", BLOCKING="1", INTERVAL="1", REDIS_URL=url, APP_INCLUDE=str(BENCH / "jobs.py"))
         if system == "pyresque-inline":
             env["PYRESQUE_INLINE"] = "1"
+        if system == "pyresque-retired":  # idle past --helper-idle (30 s by default; 0.5 s here)
+            env["PYRESQUE_HELPER_IDLE"] = "0.5"
         argv = [str(BIN / "pyresque-worker")]
     return subprocess.Popen(argv, env=env, cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -105,7 +109,7 @@ def main() -> None:
     with RedisServer() as server:
         r = redis.Redis.from_url(server.url)
         print("idle memory, whole process tree (MiB), median of", args.runs, "runs")
-        for system in ("pyresque", "pyresque-inline", "rq"):
+        for system in ("pyresque", "pyresque-retired", "pyresque-inline", "rq"):
             samples = []
             for _ in range(args.runs):
                 r.flushall()

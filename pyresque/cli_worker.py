@@ -42,6 +42,10 @@ def _flag(value: str | None) -> bool:
               help="Jobs one child serves before it is replaced (1 = a fresh process per job) (env PYRESQUE_FORK_EVERY).")
 @click.option("--max-child-memory", envvar="PYRESQUE_MAX_CHILD_MEMORY", type=click.FloatRange(min=0), default=0,
               help="With --fork-every: replace a child whose RSS passed this many MiB (env PYRESQUE_MAX_CHILD_MEMORY).")
+@click.option("--helper-idle", envvar="PYRESQUE_HELPER_IDLE", type=click.FloatRange(min=0),
+              default=defaults.HELPER_IDLE, show_default=True,
+              help="Seconds without a job after which the forking helper exits to give back its memory; "
+                   "the next job starts a new one (~50 ms). 0 = never (env PYRESQUE_HELPER_IDLE).")
 @click.option("--threads", envvar="PYRESQUE_THREADS", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs in flight at once, each in a thread of this process with a worker id of its own "
                    "(for I/O-bound jobs; no fork) (env PYRESQUE_THREADS).")
@@ -71,7 +75,7 @@ def _flag(value: str | None) -> bool:
 @handle_errors
 def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
            allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, fork_every: int,
-           max_child_memory: float, threads: int, job_timeout: float,
+           max_child_memory: float, helper_idle: float, threads: int, job_timeout: float,
            term_child: str | None,
            term_timeout: float,
            graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
@@ -111,6 +115,7 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         fork_every=fork_every,
         helper_includes=tuple(item for spec in includes for item in spec.split(",") if item.strip()),
         max_child_memory_mb=max_child_memory,
+        helper_idle=helper_idle,
         job_timeout=job_timeout or None,
         term_child=_flag(term_child),
         graceful_term=_flag(graceful_term),

@@ -33,6 +33,10 @@ PROCLINE_VERSION = "0.1.0"
 OUTAGE_BACKOFF_START = 0.25
 OUTAGE_BACKOFF_CAP = 5.0
 
+#: Seconds without a job after which a worker's forking helper exits (its memory given back);
+#: the next job starts a new one, which costs that job ~50 ms. 0 = never.
+HELPER_IDLE = 30.0
+
 #: Longest a blocking reserve (BLPOP) may wait, even with a larger INTERVAL, so that QUIT/TERM
 #: received while idle take effect promptly.
 MAX_BLOCK_SECONDS = 1.0

@@ -25,6 +25,7 @@ from .exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassN
 from .heartbeat import Pruner
 from .jobclass import JobResolver
 from .log import get_logger
+from .memory import give_back_free_memory
 from .outage import Outage
 from .queue import Resque
 from .zygote import Zygote, ZygoteGone
@@ -63,6 +64,10 @@ class WorkerOptions:
     supervisor_pid: int | None = None
     #: jobs in flight at once, one per thread slot (threaded mode, :mod:`pyresque.threaded`)
     threads: int = 1
+    #: seconds without a job after which the forking helper (a fresh interpreter: see
+    #: ``helper_includes``) exits to give back its memory; the next job starts a new one
+    #: (~50 ms). 0 = keep it for the worker's life.
+    helper_idle: float = defaults.HELPER_IDLE
 
 
 class Worker:
@@ -118,7 +123,8 @@ class Worker:
         self._horse: horse.Horse | None = None  # fork-every: the child that serves the next job
         self._horse_served = 0
         self._zygote: Zygote | None = None
-        self._zygote_lost = False
+        self._zygote_due = False  # start a forking helper with the next job
+        self._last_job_at = time.monotonic()
         self._exiting: list[int] = []
         self._unbooked: Bookkeeping | None = None
         self._record = ""  # the exact working-on record of the job in hand (see FINISH_LUA)
@@ -163,6 +169,7 @@ class Worker:
         self.register()
         self.log.info("worker started", queues=self.queue_patterns, pid=self.pid,
                       mode="fork" if self.options.fork else "inline", blocking=self.options.blocking)
+        give_back_free_memory()  # what start-up freed (~2 MiB here) would otherwise stay resident
 
     def register(self) -> None:
         now = time.time()
@@ -193,11 +200,13 @@ class Worker:
                 self._flush_bookkeeping()  # normally already applied by the reserve
                 if self.options.interval == 0:
                     return  # burst mode: queues drained
+                self._retire_idle_helper()
                 if not self.options.blocking:
                     self._idle(self.options.interval)
                 continue
             self.outage.back()
             self._process_safely(*reserved)
+            self._last_job_at = time.monotonic()
 
     def _process_safely(self, queue: str, item: bytes, started: int | None) -> None:
         """Nothing in a job's handling may kill the worker, nor lose the job."""
@@ -506,8 +515,8 @@ class Worker:
 
     def _next_child(self) -> horse.Horse:
         """A child ready for a job: from the zygote, the one forked ahead, or a new one."""
-        if self._zygote is None and self._zygote_lost:
-            self._zygote_lost = False
+        if self._zygote is None and self._zygote_due:
+            self._zygote_due = False
             self._zygote = self._start_zygote()
         if self._zygote is not None:
             try:
@@ -519,6 +528,22 @@ class Worker:
                 return self._zygote.take()
         child, self._warm = self._warm, None
         return child or self._spawn()
+
+    def _retire_idle_helper(self) -> None:
+        """An idle worker gives back its forking helper's memory; the next job starts a new one.
+
+        Only the launched helper (a fresh interpreter) retires: a helper forked from this
+        worker must be forked before any Redis connection exists, which is only at start-up."""
+        limit = self.options.helper_idle
+        if (self._zygote is None or limit <= 0 or self.options.helper_includes is None
+                or time.monotonic() - self._last_job_at < limit):
+            return
+        self._cancel_warm_child()
+        self._zygote.stop()
+        self._zygote = None
+        self._zygote_due = True
+        give_back_free_memory()
+        self.log.info("forking helper retired while idle; the next job starts a new one", idle_for=limit)
 
     def _start_zygote(self) -> Zygote:
         if self.options.helper_includes is not None:
@@ -601,7 +626,7 @@ class Worker:
             self.log.warning("forking helper died; a new one starts with the next job", error=str(exc))
             self._zygote.abandon()
             self._zygote = None
-            self._zygote_lost = True
+            self._zygote_due = True
 
     def _reap_exited(self, block: bool = False) -> None:
         """Collect children that reported their job and are now exiting."""

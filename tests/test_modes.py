@@ -126,3 +126,21 @@ def test_the_helper_parses_its_own_arguments_strictly():
                          (["--fd", "x"], "needs a number"), (["--fd", "3", "--bogus", "1"], "unknown option")):
         with pytest.raises(SystemExit, match=message):
             _parse_helper_args(bad)
+
+
+def test_an_idle_worker_retires_its_forking_helper_and_the_next_job_starts_one(redis_url, r, tmp_path):
+    import psutil
+
+    def helpers(pid: int) -> list:
+        return [p for p in psutil.Process(pid).children() if "Forker" in " ".join(p.cmdline())]
+
+    resque = Resque(redis_url)
+    first = resque.enqueue("default", "PidJob", 1)
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_HELPER_IDLE="0.5") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(first).status == 4, what="first job")
+        wait_for(lambda: not helpers(worker.pid), what="the idle helper to retire")
+        second = resque.enqueue("default", "PidJob", 2)
+        wait_for(lambda: resque.status(second).status == 4, what="the job after the retirement")
+        assert resque.status(second).result != worker.pid  # still a forked child
+        assert "forking helper retired while idle" in worker.log()
