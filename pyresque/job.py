@@ -13,6 +13,9 @@ Two job shapes::
         @staticmethod
         def perform(a, b): ...
 
+Either shape's ``perform`` may be ``async def``: it runs to completion on an event loop of its
+own (``asyncio.run``), in whichever execution mode the worker uses.
+
 Order (php-resque's and Ruby's combined): afterFork event (child only), beforePerform event,
 ``before_perform*`` hooks, instance + ``setUp``, ``around_perform*`` hooks wrapping
 ``perform``, ``tearDown``, ``after_perform*`` hooks, afterPerform event. ``DontPerform`` from
@@ -146,6 +149,9 @@ def prepare(target: Any) -> None:
     each child then inherits the answers instead of computing (and faulting in) them per job."""
     hooks.warm_class_hooks(target)
     is_ruby_style(target)
+    perform = getattr(target, "perform", target)
+    if inspect.iscoroutinefunction(perform):
+        import asyncio  # noqa: F401 - loaded once here, not by every child that runs the job
 
 
 def run(job: Job, target: Any, after_fork: bool = False) -> Outcome:
@@ -173,7 +179,7 @@ def _perform(job: Job, target: Any) -> Any:
         runner: Callable[..., Any] = cast(Any, target).perform if isinstance(target, type) else target
 
         def call() -> Any:
-            return runner(*job.args)
+            return _awaited(runner(*job.args))
 
         return _around(target, job.args, call)
     instance = target()
@@ -183,10 +189,19 @@ def _perform(job: Job, target: Any) -> Any:
     set_up = getattr(instance, "setUp", None)
     if callable(set_up):
         set_up()
-    result = _around(target, job.args, instance.perform)
+    result = _around(target, job.args, lambda: _awaited(instance.perform()))
     tear_down = getattr(instance, "tearDown", None)
     if callable(tear_down):
         tear_down()
+    return result
+
+
+def _awaited(result: Any) -> Any:
+    """An ``async def perform`` returns a coroutine: run it to completion on a loop of its own."""
+    if inspect.iscoroutine(result):
+        import asyncio
+
+        return asyncio.run(result)
     return result
 
 
