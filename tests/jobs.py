@@ -303,28 +303,3 @@ class ForkHandlersJob:
 
         return sorted(name for name in ("threading", "logging", "subprocess", "random") if name in sys.modules)
 
-
-@pyresque.register
-class AsyncRubyJob:
-    @staticmethod
-    async def perform(x):
-        import asyncio
-
-        await asyncio.sleep(0.01)
-        return {"doubled": x * 2, "pid": os.getpid()}
-
-
-@pyresque.register("AsyncPhpJob")
-class AsyncPhpJob:
-    async def perform(self):
-        import asyncio
-
-        await asyncio.sleep(0)
-        return {"got": self.args}
-
-
-@pyresque.register
-class AsyncFailJob:
-    @staticmethod
-    async def perform():
-        raise ValueError("async boom")

@@ -8,7 +8,7 @@ import pytest
 
 from pyresque import Resque
 from pyresque import payload as wire
-from support import WorkerProcess, wait_for
+from support import JOBS, TESTS, WorkerProcess, wait_for
 
 MODES = {"fork": {}, "inline": {"PYRESQUE_INLINE": "1"}, "threads": {"PYRESQUE_THREADS": "2"}}
 
@@ -19,7 +19,8 @@ def test_async_perform_is_awaited_and_its_result_recorded(redis_url, r, tmp_path
     ruby = resque.enqueue("default", "AsyncRubyJob", 21)
     php = resque.enqueue("default", "AsyncPhpJob", {"a": 1})
     failing = resque.enqueue("default", "AsyncFailJob")
-    with WorkerProcess(redis_url, tmp_path, **MODES[mode]) as worker:
+    include = f"{JOBS},{TESTS / 'async_jobs.py'}"
+    with WorkerProcess(redis_url, tmp_path, APP_INCLUDE=include, **MODES[mode]) as worker:
         worker.worker_id(r)
         wait_for(lambda: all(resque.status(j) and resque.status(j).status in wire.FINAL_STATUSES
                              for j in (ruby, php, failing)), what="three async jobs")
