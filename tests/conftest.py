@@ -47,6 +47,7 @@ def resque(redis_url):
     return Resque(redis_url)
 
 
+#: The behavioural suites (test_worker.py, test_signals.py) run once per execution mode.
 WORKER_MODES = {
     "fork": {},  # a fresh child per job, forked ahead by the forking helper
     "fork-every-3": {"PYRESQUE_FORK_EVERY": "3"},  # one child serves three jobs
@@ -54,11 +55,23 @@ WORKER_MODES = {
 }
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "no_counterpart_in(*modes, reason): skip the test in these worker modes, where the "
+        "behaviour it checks does not exist (the reason says why); keep this list short")
+
+
 @pytest.fixture(params=sorted(WORKER_MODES))
 def worker_mode(request):
-    """Run a test once per fork execution mode (see README: execution modes)."""
+    """Run a test once per execution mode (see README: execution modes)."""
     import support
 
+    marker = request.node.get_closest_marker("no_counterpart_in")
+    if marker is not None:
+        unknown = set(marker.args) - set(WORKER_MODES)
+        assert not unknown, f"no_counterpart_in names unknown modes {unknown}"
+        if request.param in marker.args:
+            pytest.skip(f"no {request.param} counterpart: {marker.kwargs['reason']}")
     support.MODE_ENV.clear()
     support.MODE_ENV.update(WORKER_MODES[request.param])
     yield request.param
