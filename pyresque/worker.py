@@ -335,6 +335,8 @@ class Worker:
         """Run the job: in a child (fork modes) or here (inline); a threaded slot overrides it."""
         if self.options.fork:
             return self._fork_and_wait(job, target, limit)
+        # the title a forked child would carry, on the process that runs the job (Ruby without fork)
+        self._title(procline.processing(job.queue, int(time.time()), job.job_class))
         return _run_inline(job, target, limit)
 
     def _title(self, status: str) -> None:

@@ -47,11 +47,16 @@ def resque(redis_url):
     return Resque(redis_url)
 
 
-#: The behavioural suites (test_worker.py, test_signals.py) run once per execution mode.
+#: The behavioural suites (test_worker.py, test_signals.py) run once per execution mode (README:
+#: execution modes). ``threads-2``, not ``threads-1``: ``--threads 1`` is the CLI's default and runs
+#: the plain forking worker; two slots is the smallest threaded worker, and makes every wire assertion
+#: hold per slot id (``host:pid:queues,@<slot>``) beside an idle neighbour slot.
 WORKER_MODES = {
     "fork": {},  # a fresh child per job, forked ahead by the forking helper
     "fork-every-3": {"PYRESQUE_FORK_EVERY": "3"},  # one child serves three jobs
     "no-prefork": {"PYRESQUE_PREFORK": "0"},  # the worker forks each child itself, on demand
+    "inline": {"PYRESQUE_INLINE": "1"},  # no fork: jobs run in the worker process
+    "threads-2": {"PYRESQUE_THREADS": "2"},  # one process, two slot threads, no fork
 }
 
 
