@@ -363,3 +363,29 @@ def test_a_worker_whose_master_is_gone_finishes_its_job_and_exits(redis_url, r, 
         assert r.scard("resque:workers") == 0
     finally:
         worker.stop()
+
+
+def test_a_job_longer_than_the_prune_interval_keeps_its_worker_alive(redis_url, r, tmp_path):
+    """The heartbeat goes on while a job runs, so no prune (a neighbour's, or a threaded worker's
+    own) takes a busy worker for dead, fails its job and unregisters it. (The prune interval is 2 s,
+    not 1: a heartbeat has a resolution of one second.)"""
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "GateJob", "job")
+    fast = {"PYRESQUE_HEARTBEAT_INTERVAL": "0.2", "PYRESQUE_PRUNE_INTERVAL": "2"}
+    with WorkerProcess(redis_url, tmp_path, **fast) as worker, \
+            WorkerProcess(redis_url, tmp_path, queue="elsewhere", **fast) as neighbour:
+        wait_for(lambda: records(worker, "gate_started"), what=f"job to start\n{worker.log()}")
+        wid = worker.working_on(r, job_id)
+        neighbour.worker_ids(r)  # pruning at every beat from now on, as is the worker itself
+
+        def beat() -> float:
+            raw = r.hget("resque:workers:heartbeat", wid)
+            return wire.parse_time(raw.decode()) if raw is not None else 0.0
+
+        first = beat()
+        wait_for(lambda: beat() >= first + 3, timeout=8, what=f"the busy worker's heartbeat to go on\n{worker.log()}")
+        assert r.sismember("resque:workers", wid) and resque.status(job_id).status == 2
+        assert r.llen("resque:failed") == 0, neighbour.log()
+        worker.open_gate("job")
+        wait_for(lambda: resque.status(job_id).status == 4, what="job complete")
+        assert r.llen("resque:failed") == 0 and r.sismember("resque:workers", wid)
