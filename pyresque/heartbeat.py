@@ -10,6 +10,8 @@ DirtyExit record and status FAILED, or put back at the head of its queue when it
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -140,6 +142,53 @@ class Pruner:
         self.store.update_status(key, wire.encode_status(status, now, started or now), ttl)
 
 
+class BusyBeat:
+    """Beats from a thread while a job runs in the worker's own thread (inline mode).
+
+    No worker loop runs during such a job, and after the prune interval any prune (a neighbour's,
+    Ruby's) would take the busy worker for dead: fail its job and unregister it. Ruby's worker
+    beats from a thread for the same reason. ``with beat:`` around the job; ``stop()`` before
+    unregistering, so that no beat lands after it.
+    """
+
+    def __init__(self, beat: Callable[[], object], interval: float) -> None:
+        self.beat = beat
+        self.interval = interval
+        self.busy = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> BusyBeat:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pyresque-heartbeat", daemon=True)
+            # started with every signal blocked (a thread inherits the mask): POSIX may deliver a
+            # signal to any thread not blocking it, and it must wake the main thread, which runs
+            # the job (the SIGALRM time limit interrupts a sleep there)
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            try:
+                self._thread.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        self.busy = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.busy = False
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            if self.busy:
+                try:
+                    self.beat()
+                except Exception:  # Redis away: the worker's loop deals with outages
+                    pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 def describe_heartbeat(value: str | None, now: float) -> str:
     if value is None:
         return "never"
@@ -147,4 +196,4 @@ def describe_heartbeat(value: str | None, now: float) -> str:
     return "unreadable" if t is None else f"{max(0, int(now - t))}s ago"
 
 
-__all__ = ["Pruner", "describe_heartbeat", "process_is_resque", "process_title"]
+__all__ = ["BusyBeat", "Pruner", "describe_heartbeat", "process_is_resque", "process_title"]

@@ -241,10 +241,19 @@ class ThreadedWorker(Worker):
             if now >= self._next_prune:
                 self._next_prune = now + self.options.heartbeat_interval
                 try:
+                    self._beat_busy_slots()
                     self.pruner.prune()
                 except _REDIS_DOWN as exc:
                     self.outage.down(exc)
             self.inbox.wait(0.1)
+
+    def _beat_busy_slots(self) -> None:
+        """A slot beats from its own loop, which does not run while its job does: beat for it, or
+        after the prune interval any prune (this process's too) would fail the running job."""
+        for slot in self.slots:
+            with slot.lock:  # held, so a slot that just finished cannot have unregistered meanwhile
+                if slot.current is not None and not slot.abandoned:
+                    self.store.heartbeat(slot.id)
 
     def _enforce_limits(self, now: float) -> None:
         for index, slot in enumerate(self.slots):

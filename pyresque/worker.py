@@ -22,7 +22,7 @@ from . import job as jobmod
 from . import payload as wire
 from .datastore import AllPaused, Bookkeeping, Reservation
 from .exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassNotFound, JobTimeout
-from .heartbeat import Pruner
+from .heartbeat import BusyBeat, Pruner
 from .jobclass import JobResolver
 from .log import get_logger
 from .memory import give_back_free_memory
@@ -145,6 +145,7 @@ class Worker:
         self._registered = False
         self.pruner = Pruner(self.store, self.id, self.hostname, self.resolver,
                              self.options.prune_interval, self.log)
+        self._busy_beat: BusyBeat | None = None  # inline mode: beats while a job holds the loop
 
     # == 1. startup ============================================================================
     def work(self) -> int:
@@ -354,8 +355,13 @@ class Worker:
         """Run the job: in a child (fork modes) or here (inline); a threaded slot overrides it."""
         if self.options.fork:
             return self._fork_and_wait(job, target, limit)
+        # the title a forked child would carry, on the process that runs the job (Ruby without fork)
+        self._title(procline.processing(job.queue, int(time.time()), job.job_class))
         self._log_started(job)
-        return _run_inline(job, target, limit)
+        if self._busy_beat is None:
+            self._busy_beat = BusyBeat(lambda: self.store.heartbeat(self.id), self.options.heartbeat_interval)
+        with self._busy_beat:
+            return _run_inline(job, target, limit)
 
     def _log_started(self, job: jobmod.Job) -> None:
         """The job's start line: in fork mode once the child has the job, so its start does not
@@ -824,6 +830,8 @@ class Worker:
             self._zygote.stop()
             self._zygote = None
         self._reap_exited(block=True)
+        if self._busy_beat is not None:
+            self._busy_beat.stop()
         self.unregister_with_retries()
         self._safe_event("workerExit", self)
         self._remove_pidfile()

@@ -47,18 +47,36 @@ def resque(redis_url):
     return Resque(redis_url)
 
 
+#: The behavioural suites (test_worker.py, test_signals.py) run once per execution mode (README:
+#: execution modes). ``threads-2``, not ``threads-1``: ``--threads 1`` is the CLI's default and runs
+#: the plain forking worker; two slots is the smallest threaded worker, and makes every wire assertion
+#: hold per slot id (``host:pid:queues,@<slot>``) beside an idle neighbour slot.
 WORKER_MODES = {
     "fork": {},  # a fresh child per job, forked ahead by the forking helper
     "fork-every-3": {"PYRESQUE_FORK_EVERY": "3"},  # one child serves three jobs
     "no-prefork": {"PYRESQUE_PREFORK": "0"},  # the worker forks each child itself, on demand
+    "inline": {"PYRESQUE_INLINE": "1"},  # no fork: jobs run in the worker process
+    "threads-2": {"PYRESQUE_THREADS": "2"},  # one process, two slot threads, no fork
 }
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "no_counterpart_in(*modes, reason): skip the test in these worker modes, where the "
+        "behaviour it checks does not exist (the reason says why); keep this list short")
 
 
 @pytest.fixture(params=sorted(WORKER_MODES))
 def worker_mode(request):
-    """Run a test once per fork execution mode (see README: execution modes)."""
+    """Run a test once per execution mode (see README: execution modes)."""
     import support
 
+    marker = request.node.get_closest_marker("no_counterpart_in")
+    if marker is not None:
+        unknown = set(marker.args) - set(WORKER_MODES)
+        assert not unknown, f"no_counterpart_in names unknown modes {unknown}"
+        if request.param in marker.args:
+            pytest.skip(f"no {request.param} counterpart: {marker.kwargs['reason']}")
     support.MODE_ENV.clear()
     support.MODE_ENV.update(WORKER_MODES[request.param])
     yield request.param

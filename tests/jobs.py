@@ -303,3 +303,18 @@ class ForkHandlersJob:
 
         return sorted(name for name in ("threading", "logging", "subprocess", "random") if name in sys.modules)
 
+
+@pyresque.register
+class GateJob:
+    """Runs until the test opens its gate (``WorkerProcess.open_gate``): a job that is surely still
+    running while the test looks, without a guessed duration. Waits in naps, so a threaded worker
+    can interrupt it."""
+
+    @staticmethod
+    def perform(name):
+        record("gate_started", {"name": name, "pid": os.getpid(), "ppid": os.getppid(), "title": _title()})
+        gate = os.path.join(RECORD_DIR, f"gate-{name}")
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        record("gate_finished", {"name": name})
+        return "passed"

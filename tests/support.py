@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,8 +17,21 @@ TESTS = Path(__file__).parent
 JOBS = str(TESTS / "jobs.py")
 
 #: Extra environment for every worker a test starts; the ``worker_mode`` fixture sets it so the
-#: behavioural suites run once per fork mode.
+#: behavioural suites run once per execution mode.
 MODE_ENV: dict[str, str] = {}
+
+
+def mode_forks() -> bool:
+    """Does the mode under test run each job in a forked child (fork, fork-every, no-prefork)?"""
+    return not mode_is_inline() and not mode_is_threaded()
+
+
+def mode_is_inline() -> bool:
+    return MODE_ENV.get("PYRESQUE_INLINE") == "1"
+
+
+def mode_is_threaded() -> bool:
+    return int(MODE_ENV.get("PYRESQUE_THREADS", "1")) > 1
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
@@ -65,6 +79,35 @@ class WorkerProcess:
             return None
 
         return wait_for(registered, timeout, what=f"worker {self.pid} to register\n{self.log()}")
+
+    @property
+    def slots(self) -> int:
+        """Worker ids this process registers: one, or one per slot thread (``--threads N``)."""
+        threads = int(self.env.get("PYRESQUE_THREADS") or 1)
+        return threads if threads > 1 else 1
+
+    def worker_ids(self, r: redis.Redis, timeout: float = 15) -> list[str]:
+        """Every id this process registered (waits until all its slots have)."""
+        def registered():
+            ids = sorted(m.decode() for m in r.smembers("resque:workers") if f":{self.pid}:" in m.decode())
+            return ids if len(ids) == self.slots else None
+
+        return wait_for(registered, timeout, what=f"worker {self.pid} to register {self.slots} id(s)\n{self.log()}")
+
+    def working_on(self, r: redis.Redis, job_id: str, timeout: float = 15) -> str:
+        """The id of ours (the worker, or the slot) whose ``worker:<id>`` record holds ``job_id``."""
+        def holder():
+            for wid in self.worker_ids(r, timeout):
+                raw = r.get(f"resque:worker:{wid}")
+                if raw is not None and json.loads(raw)["payload"].get("id") == job_id:
+                    return wid
+            return None
+
+        return wait_for(holder, timeout, what=f"a working-on record of {job_id}\n{self.log()}")
+
+    def open_gate(self, name: str) -> None:
+        """Let a ``GateJob(name)`` of this worker finish."""
+        (self.record_dir / f"gate-{name}").touch()
 
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)

@@ -1,4 +1,6 @@
-"""The forking worker, as a real subprocess with real signals, compared with the vectors."""
+"""The worker, as a real subprocess with real signals, compared with the vectors; in every execution
+mode (conftest.WORKER_MODES): where a mode differs by design (no child process, slot ids, a crash
+that takes the worker down), the test asserts that mode's documented counterpart."""
 
 from __future__ import annotations
 
@@ -13,13 +15,28 @@ import time
 import psutil
 import pytest
 
+import support
 import vectors
 from pyresque import Resque
+from pyresque import payload as wire
 from support import WorkerProcess, records, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker_mode")
 
 HOST = socket.gethostname()
+JOB_TITLE = r"resque-[0-9.]+: Processing default since \d+ \[{}\]$"
+
+
+def title_of(pid: int) -> str:
+    return subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+
+
+def assert_ran_where_the_mode_runs_jobs(ran: dict, worker: WorkerProcess) -> None:
+    if support.mode_forks():  # forked by the worker, or by its forking helper (a child of the worker)
+        assert ran["pid"] != worker.pid
+        assert ran["ppid"] == worker.pid or psutil.Process(ran["ppid"]).ppid() == worker.pid
+    else:  # inline and threads: in the worker process itself
+        assert ran["pid"] == worker.pid
 
 
 def shape(snapshot: dict, host: str, pid: int, ignore: tuple[str, ...] = ()) -> dict:
@@ -28,6 +45,7 @@ def shape(snapshot: dict, host: str, pid: int, ignore: tuple[str, ...] = ()) -> 
     for key, entry in vectors.normalise_state(snapshot, host, pid).items():
         if any(part in key for part in ignore):
             continue
+        key = re.sub(r",@\d+(?=:|$)", "", key)  # a threaded worker's slots: each has one worker's keys
         out[key] = (entry["type"], entry["ttl"] if entry["ttl"] == -1 else "expiring")
     return out
 
@@ -54,17 +72,20 @@ def test_php_job_runs_and_state_matches_php_vector(redis_url, r, tmp_path):
         assert 86390 < r.ttl(f"resque:job:{job_id}:status") <= 86400
         ran = records(worker, "php_job")[0]
         assert ran["calls"] == ["setUp", "perform", "tearDown"]
-        # forked by the worker, or by its forking helper (a child of the worker)
-        assert ran["ppid"] == worker.pid or psutil.Process(ran["ppid"]).ppid() == worker.pid
-        assert re.match(r"resque-[0-9.]+: Processing default since \d+ \[PHP_Job\]$", ran["title"])
+        assert_ran_where_the_mode_runs_jobs(ran, worker)
+        if not support.mode_is_threaded():  # threads: one summary title, see the titles test below
+            assert re.match(JOB_TITLE.format("PHP_Job"), ran["title"])
         ours = shape(vectors.dump(r), HOST, worker.pid, ignore=("pruning_dead_workers", "workers:heartbeat"))
         theirs_state = vectors.state(vectors.load("php-resque-v1.3.6/b_worker_success"), "after_complete_worker_idle")
         theirs = shape(theirs_state, *vector_host_pid(theirs_state))
         assert ours == theirs
-        assert r.get(f"resque:worker:{wid}:started").decode() == time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(
-            time.mktime(time.strptime(r.get(f"resque:worker:{wid}:started").decode()[:19], "%Y-%m-%d %H:%M:%S"))))
-        beat = r.hget("resque:workers:heartbeat", wid).decode()
-        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", beat)
+        assert wid in worker.worker_ids(r)
+        for each in worker.worker_ids(r):  # every slot of a threaded worker is a worker of its own
+            started = r.get(f"resque:worker:{each}:started").decode()
+            assert started == time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(
+                time.mktime(time.strptime(started[:19], "%Y-%m-%d %H:%M:%S"))))
+            beat = r.hget("resque:workers:heartbeat", each).decode()
+            assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", beat)
         worker.signal(signal.SIGQUIT)
         assert worker.wait() == 0
     after_quit = shape(vectors.dump(r), HOST, worker.pid, ignore=("pruning_dead_workers",))
@@ -87,10 +108,10 @@ def test_ruby_job_gets_positional_args_and_hooks_run_in_order(redis_url, r, tmp_
 
 def test_working_on_record_and_titles_during_a_job_match_the_vectors(redis_url, r, tmp_path):
     resque = Resque(redis_url)
-    job_id = resque.enqueue("default", "SleepJob", 2)
+    job_id = resque.enqueue("default", "GateJob", "job")
     with WorkerProcess(redis_url, tmp_path) as worker:
-        wid = worker.worker_id(r)
-        started = wait_for(lambda: records(worker, "sleep_started"), what="job to start")[0]
+        started = wait_for(lambda: records(worker, "gate_started"), what="job to start")[0]
+        wid = worker.working_on(r, job_id)
         record = json.loads(r.get(f"resque:worker:{wid}"))
         assert list(record) == ["queue", "run_at", "payload"]
         assert record["queue"] == "default" and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", record["run_at"])
@@ -99,12 +120,21 @@ def test_working_on_record_and_titles_during_a_job_match_the_vectors(redis_url, 
         ruby = vectors.state(vectors.load("ruby-resque/f2_ruby_worker"), "during_job")
         ruby_record = json.loads(ruby[f"resque:worker:{':'.join(map(str, vector_host_pid(ruby)))}:default"]["value"])
         assert list(ruby_record) == list(record)
-        parent = subprocess.run(["ps", "-o", "args=", "-p", str(worker.pid)], capture_output=True, text=True).stdout
-        assert re.match(rf"resque-[0-9.]+: Forked {started['pid']} at \d+$", parent.strip())
-        assert re.match(r"resque-[0-9.]+: Processing default since \d+ \[SleepJob\]$", started["title"])
+        assert [each for each in worker.worker_ids(r) if r.exists(f"resque:worker:{each}")] == [wid]  # idle slot: none
+        assert_ran_where_the_mode_runs_jobs(started, worker)
+        if support.mode_forks():  # Ruby's titles: the parent says whom it forked, the child what it runs
+            assert re.match(rf"resque-[0-9.]+: Forked {started['pid']} at \d+$", title_of(worker.pid))
+            assert re.match(JOB_TITLE.format("GateJob"), started["title"])
+        elif support.mode_is_inline():  # Ruby without a fork: the worker itself says what it runs
+            assert re.match(JOB_TITLE.format("GateJob"), started["title"])
+            assert re.match(JOB_TITLE.format("GateJob"), title_of(worker.pid))
+        else:  # threads: one summary title for the process (its slots' jobs are their worker:<id> records)
+            wait_for(lambda: re.match(rf"resque-[0-9.]+: Processing default with 1 of {worker.slots} threads busy$",
+                                      title_of(worker.pid)), what="the threaded worker's title")
+        worker.open_gate("job")
         wait_for(lambda: resque.status(job_id).status == 4, what="job complete")
-        assert resque.status(job_id).result == "slept"
-        assert not r.exists(f"resque:worker:{wid}")
+        assert resque.status(job_id).result == "passed"
+        assert not r.exists(f"resque:worker:{wid}")  # removed in the same step as the status
 
 
 def test_neighbours_pruning_rules_see_a_live_pyresque_worker(redis_url, r, tmp_path):
@@ -127,22 +157,48 @@ def test_neighbours_pruning_rules_see_a_live_pyresque_worker(redis_url, r, tmp_p
 
 
 def test_failure_records_match_the_vectors_shape(redis_url, r, tmp_path):
+    """Fork modes record the four failures in one worker. Inline and threaded workers run jobs in
+    their own process, so the two jobs that end their process end the worker ("a crash takes the
+    worker down"): the next worker's start-up prune fails each, with Ruby's unregister record."""
     resque = Resque(redis_url)
-    failing = resque.enqueue("default", "FailJob", "boom")
-    missing = resque.enqueue("default", "No_Such_Job", {"a": 1})
-    exited = resque.enqueue("default", "ExitJob", 3)
-    killed = resque.enqueue("default", "SelfKillJob")
-    with WorkerProcess(redis_url, tmp_path) as worker:
-        wid = worker.worker_id(r)
-        wait_for(lambda: r.llen("resque:failed") == 4, what="four failures")
-        assert r.get("resque:stat:failed") == b"4" and r.get(f"resque:stat:failed:{wid}") == b"4"
-        assert r.get("resque:stat:processed") == b"4"
+    workers: list[WorkerProcess] = []
+
+    def serve_until(count: int) -> None:
+        while r.llen("resque:failed") < count:
+            if not workers or workers[-1].process.poll() is not None:
+                assert len(workers) < 3, "\n".join(w.log() for w in workers)
+                workers.append(WorkerProcess(redis_url, tmp_path).start())
+            last = workers[-1]
+            wait_for(lambda last=last: r.llen("resque:failed") >= count or last.process.poll() is not None,
+                     what=f"{count} failures\n{last.log()}")
+
+    try:
+        failing = resque.enqueue("default", "FailJob", "boom")
+        missing = resque.enqueue("default", "No_Such_Job", {"a": 1})
+        serve_until(2)
+        exited = resque.enqueue("default", "ExitJob", 3)  # one at a time: whose process it ends is certain
+        serve_until(3)
+        killed = resque.enqueue("default", "SelfKillJob")
+        serve_until(4)
+        survivor = workers[-1]
+        live = set(survivor.worker_ids(r))
+        ours = failures(r)
+        by_worker = {wid: sum(1 for rec in ours if rec["worker"] == wid) for wid in {rec["worker"] for rec in ours}}
+        assert r.get("resque:stat:failed") == b"4"
+        for wid in live:  # per-worker stats count what that worker recorded itself
+            assert int(r.get(f"resque:stat:failed:{wid}") or 0) == by_worker.get(wid, 0)
+        for wid in set(by_worker) - live:  # a pruned worker's stats went with it (Ruby's unregister)
+            assert not r.exists(f"resque:stat:failed:{wid}") and not r.exists(f"resque:stat:processed:{wid}")
+        pruned = sum(1 for rec in ours if rec["error"] == "Job still being processed")
+        assert r.get("resque:stat:processed") == str(4 - pruned).encode()  # a prune counts failed only (Ruby, php)
+    finally:
+        for worker in workers:
+            worker.stop()
     php = failures_from_vector("php-resque-v1.3.6/c_job_exception", "after_exception_failure")[0]
     ruby = failures_from_vector("ruby-resque/f2_ruby_worker", "after_failure")[0]
-    ours = failures(r)
     for record in ours:
         assert list(record) == list(php) == list(ruby)
-        assert record["worker"] == wid and record["queue"] == "default"
+        assert record["queue"] == "default"
         assert re.match(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d UTC$", record["failed_at"])
         assert isinstance(record["backtrace"], list)
     by_id = {rec["payload"]["id"]: rec for rec in ours}
@@ -150,8 +206,18 @@ def test_failure_records_match_the_vectors_shape(redis_url, r, tmp_path):
     assert any("jobs.py" in line and "perform" in line for line in by_id[failing]["backtrace"])
     assert by_id[missing]["exception"] == "pyresque.JobClassNotFound"
     assert by_id[missing]["error"].startswith("Could not find job class No_Such_Job.")
-    assert (by_id[exited]["exception"], by_id[exited]["error"]) == ("pyresque.DirtyExit", "Job exited with exit code 3")
-    assert (by_id[killed]["exception"], by_id[killed]["error"]) == ("pyresque.DirtyExit", "Job exited abnormally")
+    ran_by = {job_id: wire.parse_worker_id(by_id[job_id]["worker"]) for job_id in by_id}
+    assert {(w.host, w.pid) for w in ran_by.values()} <= {(HOST, w.pid) for w in workers}
+    if support.mode_forks():
+        assert len(workers) == 1 and set(by_worker) == live
+        assert (by_id[exited]["exception"], by_id[exited]["error"]) == ("pyresque.DirtyExit", "Job exited with exit code 3")
+        assert (by_id[killed]["exception"], by_id[killed]["error"]) == ("pyresque.DirtyExit", "Job exited abnormally")
+    else:
+        assert [w.process.returncode for w in workers[:-1]] == [3, -signal.SIGKILL]
+        assert ran_by[exited].pid == workers[0].pid and ran_by[killed].pid == workers[1].pid
+        for job_id in (exited, killed):
+            assert (by_id[job_id]["exception"], by_id[job_id]["error"]) == ("pyresque.DirtyExit", "Job still being processed")
+    assert ran_by[failing].pid == ran_by[missing].pid == workers[0].pid
     php_dirty = failures_from_vector("php-resque-v1.3.6/e_dirty_exit", "after_exit1")[0]
     assert php_dirty["error"] == "Job exited with exit code 1"
     for job_id in (failing, missing, exited, killed):
@@ -210,21 +276,25 @@ def test_dont_perform_skips_without_failing(redis_url, r, tmp_path):
 
 
 def test_blocking_mode_takes_queues_in_priority_order(redis_url, r, tmp_path):
+    """While a high job is queued, no worker (no slot) takes a default one; jobs held open so that
+    every slot of a threaded worker has reserved before the test looks."""
     resque = Resque(redis_url)
+    worker = WorkerProcess(redis_url, tmp_path, queue="high,default", BLOCKING="1", INTERVAL="1")
     low = resque.enqueue("default", "SomeJob", "low")
-    high = resque.enqueue("high", "SomeJob", "high")
-    with WorkerProcess(redis_url, tmp_path, queue="high,default", BLOCKING="1", INTERVAL="1") as worker:
-        worker.worker_id(r)
-        wait_for(lambda: r.get("resque:stat:processed") == b"2", what="both jobs")
-        runs = sorted(records(worker, "ruby_job"), key=lambda rec: rec["t"])
-        assert [rec["args"] for rec in runs] == [["high"], ["low"]]
-        assert resque.status(low).status == 4 and resque.status(high).status == 4
+    highs = [resque.enqueue("high", "GateJob", "high") for _ in range(worker.slots)]  # one per slot
+    with worker:
+        wait_for(lambda: len(records(worker, "gate_started")) == worker.slots, what=f"high jobs\n{worker.log()}")
+        assert r.llen("resque:queue:default") == 1 and not records(worker, "ruby_job")
+        worker.open_gate("high")
+        wait_for(lambda: resque.status(low).status == 4, what="the low job")
+        assert [rec["args"] for rec in records(worker, "ruby_job")] == [["low"]]
+        assert all(resque.status(high).status == 4 for high in highs)
 
 
 def test_blocking_job_never_skips_running(redis_url, r, tmp_path):
     """php-resque with BLOCKING can go 1 -> 4 (vector b4); ours always records RUNNING first."""
     resque = Resque(redis_url)
-    with WorkerProcess(redis_url, tmp_path, BLOCKING="1", INTERVAL="2") as worker:
+    with WorkerProcess(redis_url, tmp_path, BLOCKING="1", INTERVAL="1") as worker:
         worker.worker_id(r)
         time.sleep(0.2)
         job_id = resque.enqueue("default", "SleepJob", 0.5)
@@ -293,3 +363,29 @@ def test_a_worker_whose_master_is_gone_finishes_its_job_and_exits(redis_url, r, 
         assert r.scard("resque:workers") == 0
     finally:
         worker.stop()
+
+
+def test_a_job_longer_than_the_prune_interval_keeps_its_worker_alive(redis_url, r, tmp_path):
+    """The heartbeat goes on while a job runs, so no prune (a neighbour's, or a threaded worker's
+    own) takes a busy worker for dead, fails its job and unregisters it. (The prune interval is 2 s,
+    not 1: a heartbeat has a resolution of one second.)"""
+    resque = Resque(redis_url)
+    job_id = resque.enqueue("default", "GateJob", "job")
+    fast = {"PYRESQUE_HEARTBEAT_INTERVAL": "0.2", "PYRESQUE_PRUNE_INTERVAL": "2"}
+    with WorkerProcess(redis_url, tmp_path, **fast) as worker, \
+            WorkerProcess(redis_url, tmp_path, queue="elsewhere", **fast) as neighbour:
+        wait_for(lambda: records(worker, "gate_started"), what=f"job to start\n{worker.log()}")
+        wid = worker.working_on(r, job_id)
+        neighbour.worker_ids(r)  # pruning at every beat from now on, as is the worker itself
+
+        def beat() -> float:
+            raw = r.hget("resque:workers:heartbeat", wid)
+            return wire.parse_time(raw.decode()) if raw is not None else 0.0
+
+        first = beat()
+        wait_for(lambda: beat() >= first + 3, timeout=8, what=f"the busy worker's heartbeat to go on\n{worker.log()}")
+        assert r.sismember("resque:workers", wid) and resque.status(job_id).status == 2
+        assert r.llen("resque:failed") == 0, neighbour.log()
+        worker.open_gate("job")
+        wait_for(lambda: resque.status(job_id).status == 4, what="job complete")
+        assert r.llen("resque:failed") == 0 and r.sismember("resque:workers", wid)
