@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-from . import defaults, procline, signals
+from . import defaults, log, procline, signals
 from . import job as jobmod
 from . import payload as wire
 from .exceptions import ConfigurationError, DirtyExit, JobTimeout
@@ -210,6 +210,7 @@ class ThreadedWorker(Worker):
             self._remove_pidfile()
             self.inbox.close()
             self.log.info("worker stopped")
+            log.flush()
         return 0
 
     def _startup(self) -> None:
