@@ -192,6 +192,7 @@ class ThreadedWorker(Worker):
         if options.threads < 1:
             raise ConfigurationError("threads must be at least 1")
         super().__init__(resque, queues, options, resolver, hostname)
+        self.store.allow_connections(options.threads + 1)  # one per slot, one for this thread
         self.slots: list[Slot] = []
         self._next_prune = 0.0
         self._stop_deadline: float | None = None
