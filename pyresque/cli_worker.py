@@ -89,7 +89,7 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
     fmt = log_format.strip().lower() if log_format else "console"
     if fmt not in ("console", "json"):
         fmt = "console"  # php-resque's LOGGING=1 only meant "log"
-    log.configure(fmt, "debug" if _flag(vverbose) else "info")
+    log.configure(fmt, "debug" if _flag(vverbose) else "info", queued=threads > 1)
     queues = [q for q in queue.split(",")]
     if not queue.strip() or any(not q.strip() for q in queues):
         raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")

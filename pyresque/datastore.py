@@ -305,6 +305,16 @@ class DataStore:
         self._acquire_slot = client.register_script(ACQUIRE_SLOT_LUA)
         self._requeue_reserved = client.register_script(REQUEUE_RESERVED_LUA)
 
+    def allow_connections(self, count: int) -> None:
+        """Let the pool hold at least ``count`` connections at once. redis-py caps a pool at 100
+        and raises "Too many connections" beyond that; a threaded worker needs one per slot (each
+        slot holds one for a whole BLPOP) plus its main thread's. A blocking pool waits instead."""
+        pool = self.redis.connection_pool
+        if isinstance(pool, redis.BlockingConnectionPool):
+            return
+        if isinstance(getattr(pool, "max_connections", None), int) and pool.max_connections < count:
+            pool.max_connections = count
+
     # -- queue access ------------------------------------------------------------------------
     def push(self, queue: str, item: str, status_key: str | None = None, status_packet: str | None = None) -> None:
         """SADD queues + RPUSH, and the WAITING packet first when tracked, in one atomic step.

@@ -92,3 +92,7 @@ DELAYED_PAYLOADS_GRACE = 30 * 86400
 #: How often one move retries a bucket that changed between reading and moving (php's scheduler
 #: has no lock and may pop from it meanwhile) before leaving it for the next pass.
 MOVE_ATTEMPTS = 10
+
+#: Log lines a threaded worker may have waiting for its writer thread before the threads that log
+#: wait too (a stalled reader of the log): ~2 MiB of lines, seconds of a busy worker's output.
+LOG_BACKLOG = 10_000

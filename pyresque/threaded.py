@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-from . import defaults, procline, signals
+from . import defaults, log, procline, signals
 from . import job as jobmod
 from . import payload as wire
 from .exceptions import ConfigurationError, DirtyExit, JobTimeout
@@ -194,6 +194,7 @@ class ThreadedWorker(Worker):
         if options.threads < 1:
             raise ConfigurationError("threads must be at least 1")
         super().__init__(resque, queues, options, resolver, hostname)
+        self.store.allow_connections(options.threads + 1)  # one per slot, one for this thread
         self.slots: list[Slot] = []
         self._next_prune = 0.0
         self._stop_deadline: float | None = None
@@ -212,6 +213,7 @@ class ThreadedWorker(Worker):
             self._remove_pidfile()
             self.inbox.close()
             self.log.info("worker stopped")
+            log.flush()
         return 0
 
     def _startup(self) -> None:

@@ -12,6 +12,8 @@ import time
 from pyresque import Resque
 from pyresque import payload as wire
 from pyresque.heartbeat import Pruner, process_is_resque
+from pyresque.threaded import ThreadedWorker
+from pyresque.worker import WorkerOptions
 from support import WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()
@@ -65,6 +67,16 @@ def test_burst_mode_drains_and_exits(redis_url, r, tmp_path):
     assert worker.wait() == 0
     assert all(resque.status(i).status == 4 for i in ids)
     assert r.get("resque:stat:processed") == b"30" and r.scard("resque:workers") == 0
+
+
+def test_the_pool_serves_every_slot_and_the_main_thread_at_once(redis_url):
+    # redis-py caps a pool at 100 connections; with BLOCKING every slot holds one in BLPOP.
+    resque = Resque(redis_url)
+    ThreadedWorker(resque, ["default"], WorkerOptions(threads=150, blocking=True))
+    pool = resque.redis.connection_pool
+    held = [pool.get_connection() for _ in range(151)]
+    for connection in held:
+        pool.release(connection)
 
 
 def test_quit_lets_every_slot_finish_its_job(redis_url, r, tmp_path):

@@ -1,0 +1,76 @@
+"""Log output: the queued writer of threaded mode keeps lines whole, in order, and flushed."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+import structlog
+
+from pyresque import log
+
+
+@pytest.fixture
+def log_file(tmp_path):
+    path = tmp_path / "worker.log"
+    with open(path, "w") as stream:
+        yield path, stream
+    log.flush()
+    structlog.reset_defaults()
+
+
+def _log_from_threads(threads: int, lines: int) -> None:
+    def run(n: int) -> None:
+        logger = log.get_logger("test").bind(worker=f"slot-{n}")
+        for i in range(lines):
+            logger.info("job done", seq=i, job_class="SleepJob", duration=0.05)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def test_queued_json_lines_from_many_threads_are_whole_and_in_order(log_file):
+    path, stream = log_file
+    log.configure("json", stream=stream, queued=True)
+    _log_from_threads(threads=20, lines=50)
+    log.flush()
+    docs = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(docs) == 20 * 50
+    for n in range(20):
+        mine = [d["seq"] for d in docs if d["worker"] == f"slot-{n}"]
+        assert mine == list(range(50))
+    assert {d["event"] for d in docs} == {"job done"} and {d["level"] for d in docs} == {"info"}
+
+
+def test_queued_console_lines_look_as_unqueued_ones(log_file):
+    path, stream = log_file
+    log.configure("console", stream=stream, queued=True)
+    log.get_logger("test").bind(worker="w").error("job failed", job_id="abc", outcome="failed")
+    log.flush()
+    line = path.read_text()
+    assert line.count("\n") == 1
+    assert "[error" in line and "job failed" in line and "job_id=abc" in line and "worker=w" in line
+
+
+def test_a_forked_child_writes_its_lines_itself(log_file):
+    path, stream = log_file
+    log.configure("json", stream=stream, queued=True)
+    logger = log.get_logger("test")
+    logger.info("before fork")  # the writer thread exists now; a child has no copy of it
+    log.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            logger.info("from the child")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    logger.info("after fork")
+    log.flush()
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert events == ["before fork", "from the child", "after fork"]
