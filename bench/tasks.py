@@ -367,6 +367,16 @@ def drain_celery_solo(ctx: Ctx) -> dict:
     return celery_drain(ctx, "solo")
 
 
+@task("drain:celery-prefork", "celery worker --pool=prefork --concurrency=1 (one pool process), SIGTERM when drained")
+def drain_celery_prefork(ctx: Ctx) -> dict:
+    return celery_drain(ctx, "prefork", concurrency=1)
+
+
+@task("drain:celery-prefork-2", "celery worker --pool=prefork --concurrency=2 (two pool processes), SIGTERM when drained")
+def drain_celery_prefork_2(ctx: Ctx) -> dict:
+    return celery_drain(ctx, "prefork", concurrency=2)
+
+
 # -- enqueue -------------------------------------------------------------------------------------
 
 def timed_loop(ctx: Ctx, key: str, n: int, body: Callable[[], None]) -> dict:
@@ -525,6 +535,11 @@ def latency_celery_solo(ctx: Ctx) -> dict:
     return celery_latency(ctx, "solo")
 
 
+@task("latency:celery-prefork", "celery worker --pool=prefork --concurrency=1 (one pool process)", P50_MS, "latency")
+def latency_celery_prefork(ctx: Ctx) -> dict:
+    return celery_latency(ctx, "prefork", concurrency=1)
+
+
 GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency", "io")}
 GROUPS["all"] = list(TASKS)
 
@@ -535,6 +550,8 @@ PAIRS: list[tuple[str, str, str]] = [
     ("drain:pyresque-fork", "drain:rq-simple", "fork vs RQ without fork"),
     ("drain:pyresque-fork", "drain:celery-solo", "fork vs Celery without fork"),
     ("drain:pyresque-fork-every-100", "drain:celery-solo", "fork-every-100 vs Celery without fork"),
+    ("drain:pyresque-fork", "drain:celery-prefork", "fork per job vs Celery's pool process (c1)"),
+    ("drain:pyresque-fork-every-100", "drain:celery-prefork", "fork-every-100 vs Celery's pool process (c1)"),
     ("io:pyresque-fork", "io:rq-worker", "50 ms jobs, fork vs fork"),
     ("io:pyresque-threads-100", "io:pyresque-fork", "50 ms jobs, threads=100 vs fork"),
     ("io:pyresque-threads-100", "io:rq-worker", "50 ms jobs, threads=100 vs RQ fork"),
@@ -545,4 +562,5 @@ PAIRS: list[tuple[str, str, str]] = [
     ("latency:pyresque-fork", "latency:rq-worker", "p50, fork vs fork"),
     ("latency:pyresque-inline", "latency:rq-simple", "p50, no fork vs no fork"),
     ("latency:pyresque-inline", "latency:celery-solo", "p50, no fork vs no fork"),
+    ("latency:pyresque-fork", "latency:celery-prefork", "p50, fork per job vs Celery's pool process (c1)"),
 ]
