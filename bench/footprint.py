@@ -1,12 +1,14 @@
-"""Idle memory and Redis commands per job: pyresque against RQ's forking Worker.
+"""Idle memory (pyresque, RQ, Celery) and Redis commands per job (pyresque, RQ's forking Worker).
 
     bench/.venv/bin/python bench/footprint.py [--runs 3]
 
 Idle memory: each worker starts (BLOCKING/idle) on an empty queue, settles for 1.5 s, and the
 RSS, PSS and USS of its whole process tree (the worker and everything it started: pyresque's
-forking helper and its waiting child; none for RQ) are summed with psutil. ``pyresque`` is a
-fork-mode worker with its helper (as during and just after work); ``pyresque-retired`` one idle
-for longer than ``--helper-idle`` (30 s by default, 0.5 s here), whose helper has exited. Commands per job:
+forking helper and its waiting child; none for RQ; Celery prefork's pool processes) are summed
+with psutil. ``pyresque`` is a fork-mode worker with its helper (as during and just after work);
+``pyresque-retired`` one idle for longer than ``--helper-idle`` (30 s by default, 0.5 s here),
+whose helper has exited. Celery takes about 2 s to start, so its 1.5 s count from its first
+answer to a ping (the pool processes are up by then). Commands per job:
 INFO commandstats before and after draining 20 and then 120 no-op jobs; the difference of the
 two drains divided by 100 cancels start-up and shut-down (perf-anchors' method).
 """
@@ -30,7 +32,12 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
+from tasks import celery_app, celery_worker_cmd  # noqa: E402
+
 from pyresque.embedded import RedisServer  # noqa: E402
+
+# footprint name -> (pool, concurrency), as drain:celery-solo, drain:celery-prefork, drain:celery-prefork-2 run them
+CELERY_POOLS = {"celery-solo": ("solo", None), "celery-prefork": ("prefork", 1), "celery-prefork-2": ("prefork", 2)}
 
 
 def tree_memory(pid: int) -> dict[str, float]:
@@ -46,6 +53,14 @@ def tree_memory(pid: int) -> dict[str, float]:
 
 
 def start(system: str, url: str) -> subprocess.Popen:
+    if system in CELERY_POOLS:
+        argv, env, node = celery_worker_cmd(url, "bench", *CELERY_POOLS[system])
+        proc = subprocess.Popen(argv, env=env, cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        if not answers_ping(url, node):
+            stop(proc)
+            sys.exit(f"celery worker {node} ({system}) did not answer a ping within 60 s")
+        return proc
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QUEUE", "APP_INCLUDE")}
     if system == "rq":
         argv = [str(BIN / "rq"), "worker", "--url", url, "--path", str(BENCH), "bench"]
@@ -58,6 +73,15 @@ def start(system: str, url: str) -> subprocess.Popen:
         argv = [str(BIN / "pyresque-worker")]
     return subprocess.Popen(argv, env=env, cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+
+
+def answers_ping(url: str, node: str, timeout: float = 60.0) -> bool:
+    control = celery_app(url).app.control
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if control.ping(destination=[node], timeout=0.5):
+            return True
+    return False
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -109,7 +133,7 @@ def main() -> None:
     with RedisServer() as server:
         r = redis.Redis.from_url(server.url)
         print("idle memory, whole process tree (MiB), median of", args.runs, "runs")
-        for system in ("pyresque", "pyresque-retired", "pyresque-inline", "rq"):
+        for system in ("pyresque", "pyresque-retired", "pyresque-inline", "rq", *CELERY_POOLS):
             samples = []
             for _ in range(args.runs):
                 r.flushall()

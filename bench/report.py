@@ -129,10 +129,11 @@ def print_summary(rows: list[dict], ratios: list[dict]) -> None:
         else:
             print(f"{row['task']:32s} {unit:>7s} {'—':>10s} {'—':>10s} {'—':>10s}  0  ({row['failed']} failed)")
     print("\npaired ratios pyresque/peer, per round: median [min–max] n (per-round values)")
+    width = max((len(row["ratio"]) for row in ratios), default=0)
     for row in ratios:
         if row["n"]:
             per = ", ".join(f"{x:.2f}" for x in row["per_round"])
-            print(f"{row['ratio']:50s} {fmt_ratio(row['median']):>7s} [{fmt_ratio(row['min'])}–{fmt_ratio(row['max'])}] "
+            print(f"{row['ratio']:{width}s} {fmt_ratio(row['median']):>7s} [{fmt_ratio(row['min'])}–{fmt_ratio(row['max'])}] "
                   f"{row['n']}  ({per}; {row['better']})")
         else:
-            print(f"{row['ratio']:50s}       — (no round where both ran)")
+            print(f"{row['ratio']:{width}s}       — (no round where both ran)")

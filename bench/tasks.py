@@ -309,43 +309,85 @@ def io_rq_worker(ctx: Ctx) -> dict:
 
 # -- Celery ------------------------------------------------------------------------------------
 
-@task("drain:celery-solo", "celery worker --pool=solo (no fork), SIGTERM when drained")
-def drain_celery_solo(ctx: Ctx) -> dict:
-    os.environ["BENCH_REDIS_URL"] = ctx.url
+def celery_app(url: str) -> Any:
+    """The bench's Celery module (``celery_jobs``: the app and its tasks), its broker on ``url``."""
+    os.environ["BENCH_REDIS_URL"] = url  # read when celery_jobs is imported
     import celery_jobs
 
+    return celery_jobs
+
+
+def celery_worker_cmd(url: str, queue: str, pool: str, concurrency: int | None = None) -> tuple[list[str], dict[str, str], str]:
+    """The stock ``celery worker`` for one pool: its argv, its environment and its node name (for inspect)."""
+    node = f"bench-{os.getpid()}@{platform.node()}"
+    argv = [str(VENV_BIN / "celery"), "-A", "celery_jobs", "worker", f"--pool={pool}", "-Q", queue,
+            "--loglevel=WARNING", "-n", node]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    return argv, clean_env(BENCH_REDIS_URL=url, PYTHONPATH=str(BENCH)), node
+
+
+def celery_finished(celery_jobs: Any, node: str, name: str, n: int, timeout: float = 30.0) -> tuple[int, list | None]:
+    """Wait until the worker has taken all n tasks and runs none: (its stats total, its active list).
+
+    The worker prefetches 4 x concurrency tasks, so some may still be in hand when the list is
+    empty. Its stats count a task when a pool process accepts it, not when it ends; hence the
+    active list too (empty, not None, once every accepted task has ended).
+    """
+    inspect = celery_jobs.app.control.inspect(destination=[node], timeout=1.0)
+    total, active, deadline = 0, None, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = inspect.stats() or {}
+        total = int(stats.get(node, {}).get("total", {}).get(name, 0))
+        if total >= n:
+            active = (inspect.active() or {}).get(node)
+            if active == []:
+                break
+        time.sleep(0.2)
+    return total, active
+
+
+def celery_drain(ctx: Ctx, pool: str, concurrency: int | None = None) -> dict:
+    celery_jobs = celery_app(ctx.url)
     n = ctx.drain_jobs
     for _ in range(n):
         celery_jobs.noop.apply_async()
     if ctx.redis.llen(celery_jobs.QUEUE) != n:
         raise BenchError("Celery apply_async did not queue every task")
-    node = f"bench-{os.getpid()}@{platform.node()}"
-    argv = [str(VENV_BIN / "celery"), "-A", "celery_jobs", "worker", "--pool=solo", "-Q", celery_jobs.QUEUE,
-            "--loglevel=WARNING", "-n", node]
-    proc, log = start_worker(ctx, argv, clean_env(BENCH_REDIS_URL=ctx.url, PYTHONPATH=str(BENCH)))
+    argv, env, node = celery_worker_cmd(ctx.url, celery_jobs.QUEUE, pool, concurrency)
+    proc, log = start_worker(ctx, argv, env)
     try:
         res = time_drain(ctx, celery_jobs.QUEUE, n, proc, log)
         drained_at = res.pop("_drained_at")
-        # Up to 4 prefetched tasks may still be in hand: wait until the worker reports all n.
-        total, deadline = 0, time.monotonic() + 30
-        while time.monotonic() < deadline:
-            stats = celery_jobs.app.control.inspect(destination=[node], timeout=1.0).stats() or {}
-            total = int(stats.get(node, {}).get("total", {}).get(celery_jobs.noop.name, 0))
-            if total >= n:
-                break
-            time.sleep(0.2)
+        total, active = celery_finished(celery_jobs, node, celery_jobs.noop.name, n)
         proc.send_signal(signal.SIGTERM)  # warm shutdown
         rc = wait_exit(proc, 30.0, "celery worker", log)
         res["exit_s"] = time.monotonic() - drained_at
         res["completed"] = total
-        if total != n:
-            raise BenchError(f"celery inspect stats reports {total} tasks, expected {n}", worker_log=log_tail(log), **res)
+        if total != n or active != []:
+            raise BenchError(f"celery inspect stats reports {total} tasks, expected {n}; still active: {active}",
+                             worker_log=log_tail(log), **res)
         if rc != 0:
             raise BenchError(f"celery worker exited with status {rc}", returncode=rc, worker_log=log_tail(log))
     finally:
         kill_group(proc)
         celery_jobs.app.close()
     return res
+
+
+@task("drain:celery-solo", "celery worker --pool=solo (no fork), SIGTERM when drained")
+def drain_celery_solo(ctx: Ctx) -> dict:
+    return celery_drain(ctx, "solo")
+
+
+@task("drain:celery-prefork", "celery worker --pool=prefork --concurrency=1 (one pool process), SIGTERM when drained")
+def drain_celery_prefork(ctx: Ctx) -> dict:
+    return celery_drain(ctx, "prefork", concurrency=1)
+
+
+@task("drain:celery-prefork-2", "celery worker --pool=prefork --concurrency=2 (two pool processes), SIGTERM when drained")
+def drain_celery_prefork_2(ctx: Ctx) -> dict:
+    return celery_drain(ctx, "prefork", concurrency=2)
 
 
 # -- enqueue -------------------------------------------------------------------------------------
@@ -491,19 +533,24 @@ def latency_rq_simple(ctx: Ctx) -> dict:
     return rq_latency(ctx, "rq.worker.SimpleWorker")
 
 
-@task("latency:celery-solo", "celery worker --pool=solo (no fork)", P50_MS, "latency")
-def latency_celery_solo(ctx: Ctx) -> dict:
-    os.environ["BENCH_REDIS_URL"] = ctx.url
-    import celery_jobs
-
-    node = f"bench-{os.getpid()}@{platform.node()}"
-    argv = [str(VENV_BIN / "celery"), "-A", "celery_jobs", "worker", "--pool=solo", "-Q", celery_jobs.QUEUE,
-            "--loglevel=WARNING", "-n", node]
+def celery_latency(ctx: Ctx, pool: str, concurrency: int | None = None) -> dict:
+    celery_jobs = celery_app(ctx.url)
+    argv, env, _ = celery_worker_cmd(ctx.url, celery_jobs.QUEUE, pool, concurrency)
     try:
-        return latency_run(ctx, argv, clean_env(BENCH_REDIS_URL=ctx.url, PYTHONPATH=str(BENCH)),
-                           lambda t, key: celery_jobs.latency_probe.apply_async((t, key, ctx.url)), signal.SIGTERM)
+        return latency_run(ctx, argv, env, lambda t, key: celery_jobs.latency_probe.apply_async((t, key, ctx.url)),
+                           signal.SIGTERM)
     finally:
         celery_jobs.app.close()
+
+
+@task("latency:celery-solo", "celery worker --pool=solo (no fork)", P50_MS, "latency")
+def latency_celery_solo(ctx: Ctx) -> dict:
+    return celery_latency(ctx, "solo")
+
+
+@task("latency:celery-prefork", "celery worker --pool=prefork --concurrency=1 (one pool process)", P50_MS, "latency")
+def latency_celery_prefork(ctx: Ctx) -> dict:
+    return celery_latency(ctx, "prefork", concurrency=1)
 
 
 GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency", "io")}
@@ -516,6 +563,8 @@ PAIRS: list[tuple[str, str, str]] = [
     ("drain:pyresque-fork", "drain:rq-simple", "fork vs RQ without fork"),
     ("drain:pyresque-fork", "drain:celery-solo", "fork vs Celery without fork"),
     ("drain:pyresque-fork-every-100", "drain:celery-solo", "fork-every-100 vs Celery without fork"),
+    ("drain:pyresque-fork", "drain:celery-prefork", "fork per job vs Celery's pool process (c1)"),
+    ("drain:pyresque-fork-every-100", "drain:celery-prefork", "fork-every-100 vs Celery's pool process (c1)"),
     ("io:pyresque-fork", "io:rq-worker", "50 ms jobs, fork vs fork"),
     ("io:pyresque-threads-100", "io:pyresque-fork", "50 ms jobs, threads=100 vs fork"),
     ("io:pyresque-threads-100", "io:rq-worker", "50 ms jobs, threads=100 vs RQ fork"),
@@ -526,4 +575,5 @@ PAIRS: list[tuple[str, str, str]] = [
     ("latency:pyresque-fork", "latency:rq-worker", "p50, fork vs fork"),
     ("latency:pyresque-inline", "latency:rq-simple", "p50, no fork vs no fork"),
     ("latency:pyresque-inline", "latency:celery-solo", "p50, no fork vs no fork"),
+    ("latency:pyresque-fork", "latency:celery-prefork", "p50, fork per job vs Celery's pool process (c1)"),
 ]
