@@ -95,6 +95,9 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")
     if threads > 1 and fork_every > 1:
         raise UsageProblem("--threads runs jobs in threads, without a fork: it cannot be combined with --fork-every")
+    if prune_interval < 2 * heartbeat_interval + 1:  # heartbeats are whole seconds on the wire
+        raise UsageProblem(f"--prune-interval {prune_interval:g} would prune live workers: keep it at least twice "
+                           f"--heartbeat-interval ({heartbeat_interval:g}) plus 1 s")
     resque = open_resque(redis_url, prefix)
     if count > 1:  # the master starts `count` of us (COUNT=1 each) and never imports job code
         from . import pool_config

@@ -142,3 +142,13 @@ def test_every_command_has_help():
     for command in ([], ["enqueue"], ["status"], ["queues"], ["peek"], ["dequeue"]):
         done = run(None, *command, "--help")
         assert done.returncode == 0 and "Usage:" in done.stdout
+
+
+def test_a_prune_interval_that_would_prune_live_workers_is_refused(redis_url):
+    """Heartbeats are whole seconds on the wire: a prune interval under twice the heartbeat
+    interval plus 1 s would take a beating worker for dead."""
+    env = {"QUEUE": "default", "REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "pyresque", "worker", "--heartbeat-interval", "1",
+                             "--prune-interval", "2"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "--prune-interval 2 would prune live workers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
