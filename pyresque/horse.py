@@ -25,6 +25,9 @@ from .exceptions import PyresqueError
 class JobTerminated(PyresqueError):
     """The worker asked the job to stop (TERM_CHILD, a timeout): raised inside ``perform``."""
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(args or ("SIGTERM",)))  # a thread's is raised without arguments
+
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise JobTerminated(signal.Signals(signum).name)

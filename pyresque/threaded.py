@@ -21,9 +21,11 @@ signal     threaded worker
 =========  ================================================================================
 QUIT       every slot finishes its job, then unregisters; the process exits
 TERM/INT   every job in flight is recorded DirtyExit ("Job exited abnormally") now and the
-           process exits; ``TERM_CHILD=1``: the jobs are interrupted first and get
-           ``RESQUE_TERM_TIMEOUT`` seconds; ``GRACEFUL_TERM=1``: as QUIT
-USR1       interrupt every job in flight (DirtyExit), keep working
+           process exits; ``TERM_CHILD=1``: ``JobTerminated`` is raised in each job first
+           (fork mode's SIGTERM) and they get ``RESQUE_TERM_TIMEOUT`` seconds;
+           ``GRACEFUL_TERM=1``: as QUIT
+USR1       interrupt every job in flight (DirtyExit; ``JobTerminated`` with ``TERM_CHILD``),
+           keep working
 USR2/CONT  pause / resume every slot (no new job is reserved while paused)
 (2nd)      a second TERM/INT while stopping records what is left and exits at once
 =========  ================================================================================
@@ -41,6 +43,7 @@ from . import defaults, log, procline, signals
 from . import job as jobmod
 from . import payload as wire
 from .exceptions import ConfigurationError, DirtyExit, JobTimeout
+from .horse import JobTerminated
 from .jobclass import JobResolver
 from .queue import Resque
 from .worker import _REDIS_DOWN, Worker, WorkerOptions
@@ -49,7 +52,7 @@ KILLED = wire.DIRTY_EXIT_ABNORMAL
 
 
 class _Killed(DirtyExit):
-    """Raised inside a job's thread by TERM_CHILD/USR1: the thread's stand-in for SIGKILL."""
+    """Raised inside a job's thread by USR1 (without TERM_CHILD): the thread's stand-in for SIGKILL."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(KILLED)
@@ -73,6 +76,9 @@ class InFlight:
     deadline: float | None
     limit: float | None
     interrupted: jobmod.Outcome | None = None  # what it was interrupted for
+    #: the job's own failure stands (TERM_CHILD's JobTerminated, as in fork mode) instead of
+    #: ``interrupted``, which is then only what is recorded if it never returns
+    own_failure_stands: bool = False
     give_up_at: float | None = None  # when the main thread records it if it has not returned
 
 
@@ -127,7 +133,7 @@ class Slot(Worker):
                 abandoned = self.abandoned
         if abandoned:
             raise _Abandoned()
-        if inflight.interrupted is not None and not outcome.ok:
+        if inflight.interrupted is not None and not outcome.ok and not inflight.own_failure_stands:
             return inflight.interrupted  # the job died of our interruption: say so as fork mode does
         return outcome
 
@@ -153,13 +159,14 @@ class Slot(Worker):
         self.shutdown_now = self.shutdown_now or now
         self.wake.set()
 
-    def interrupt(self, exc_type: type, outcome: jobmod.Outcome, grace: float) -> None:
+    def interrupt(self, exc_type: type, outcome: jobmod.Outcome, grace: float, own_failure_stands: bool = False) -> None:
         """Raise ``exc_type`` in the running job; record ``outcome`` if it is still running after ``grace``."""
         with self.lock:
             inflight = self.current
             if inflight is None or inflight.interrupted is not None or self.abandoned:
                 return
             inflight.interrupted = outcome
+            inflight.own_failure_stands = own_failure_stands
             inflight.give_up_at = time.monotonic() + grace
             _raise_in_thread(self.thread, exc_type)
 
@@ -298,9 +305,13 @@ class ThreadedWorker(Worker):
         self._abandon_all()
 
     def _interrupt_all(self) -> None:
+        """Fork mode's kill: with TERM_CHILD the JobTerminated its SIGTERM raises (a job that catches
+        it to clean up does so in every mode), else DirtyExit;
+        either way a job still running after RESQUE_TERM_TIMEOUT is recorded as killed."""
         killed = jobmod.Outcome(False, exception="pyresque.DirtyExit", error=KILLED)
+        term = self.options.term_child
         for slot in self.slots:
-            slot.interrupt(_Killed, killed, self.options.term_timeout)
+            slot.interrupt(JobTerminated if term else _Killed, killed, self.options.term_timeout, own_failure_stands=term)
 
     def _abandon_all(self) -> None:
         """Record every job still in flight as killed; the process exit ends their threads."""
