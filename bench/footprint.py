@@ -4,7 +4,8 @@
 
 Idle memory: each worker starts (BLOCKING/idle) on an empty queue, settles for 1.5 s, and the
 RSS, PSS and USS of its whole process tree (the worker and everything it started: pyresque's
-forking helper and its waiting child; none for RQ; Celery prefork's pool processes) are summed
+forking helper, which forks its first child with the first job; none for RQ; Celery prefork's
+pool processes) are summed
 with psutil. ``pyresque`` is a fork-mode worker with its helper (as during and just after work);
 ``pyresque-retired`` one idle for longer than ``--helper-idle`` (30 s by default, 0.5 s here),
 whose helper has exited. Celery takes about 2 s to start, so its 1.5 s count from its first
