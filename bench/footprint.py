@@ -1,4 +1,4 @@
-"""Idle memory (pyresque, RQ, Celery) and Redis commands per job (pyresque, RQ's forking Worker).
+"""Idle memory (pyresque, RQ, Celery) and Redis work per job (pyresque, RQ's forking Worker).
 
     bench/.venv/bin/python bench/footprint.py [--runs 3]
 
@@ -9,9 +9,10 @@ pool processes) are summed
 with psutil. ``pyresque`` is a fork-mode worker with its helper (as during and just after work);
 ``pyresque-retired`` one idle for longer than ``--helper-idle`` (30 s by default, 0.5 s here),
 whose helper has exited. Celery takes about 2 s to start, so its 1.5 s count from its first
-answer to a ping (the pool processes are up by then). Commands per job:
-INFO commandstats before and after draining 20 and then 120 no-op jobs; the difference of the
-two drains divided by 100 cancels start-up and shut-down (perf-anchors' method).
+answer to a ping (the pool processes are up by then). Work per job: commands from INFO
+commandstats, and client round trips from MONITOR (:class:`RoundTrips`), while draining 20 and
+then 120 no-op jobs; the difference of the two drains divided by 100 cancels start-up and
+shut-down (perf-anchors' method).
 """
 
 from __future__ import annotations
@@ -98,8 +99,55 @@ def commands(r: redis.Redis) -> int:
     return sum(int(v["calls"]) for k, v in r.info("commandstats").items())
 
 
-def drain(system: str, url: str, r: redis.Redis, n: int) -> int:
-    """Redis commands spent draining n no-op jobs (start-up and shut-down included)."""
+class RoundTrips:
+    """Counts the round trips clients make while it listens, from a MONITOR stream.
+
+    A round trip is a top-level command (not one a Lua script runs), with a MULTI … EXEC block
+    counted once: that is what a client sends and then waits for. A pipeline sent without
+    MULTI would count once per command; neither worker's job path uses one.
+    """
+
+    STOP = "footprint-stop"
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.count = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _listen(self) -> None:
+        in_multi: set[str] = set()
+        with redis.Redis.from_url(self.url).monitor() as monitor:
+            self._ready.set()
+            while True:
+                entry = monitor.next_command()
+                if entry.get("client_type") == "lua":
+                    continue
+                command, client = entry["command"], f"{entry.get('client_address')}:{entry.get('client_port')}"
+                if command == f"ECHO {self.STOP}":
+                    return
+                name = command.split(" ", 1)[0].upper()
+                if client in in_multi:
+                    if name in ("EXEC", "DISCARD"):
+                        in_multi.discard(client)
+                    continue
+                if name == "MULTI":
+                    in_multi.add(client)
+                self.count += 1
+
+    def stop(self) -> int:
+        redis.Redis.from_url(self.url).echo(self.STOP)
+        self._thread.join(10)
+        return self.count
+
+
+def drain(system: str, url: str, r: redis.Redis, n: int) -> tuple[int, int]:
+    """Redis commands and client round trips spent draining n no-op jobs (start-up and shut-down
+    included)."""
     import rq_jobs
     from rq import Queue
 
@@ -116,6 +164,7 @@ def drain(system: str, url: str, r: redis.Redis, n: int) -> int:
         key = "resque:queue:bench"
     r.config_resetstat()
     before = commands(r)
+    trips = RoundTrips(url)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     if system == "rq":
         argv = [str(BIN / "rq"), "worker", "--burst", "--url", url, "--path", str(BENCH), "bench"]
@@ -123,8 +172,10 @@ def drain(system: str, url: str, r: redis.Redis, n: int) -> int:
         env.update(QUEUE="bench", INTERVAL="0", REDIS_URL=url, APP_INCLUDE=str(BENCH / "jobs.py"))
         argv = [str(BIN / "pyresque-worker")]
     subprocess.run(argv, env=env, cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    round_trips = trips.stop()
     assert r.llen(key) == 0
-    return commands(r) - before - 1  # the INFO that read "before"
+    # less the INFO that read "before", the MONITOR and the ECHO that ended it
+    return commands(r) - before - 3, round_trips
 
 
 def main() -> None:
@@ -145,11 +196,17 @@ def main() -> None:
             med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
             print(f"  {system:16} procs {med['procs']:.0f}  parent RSS {med['parent_rss']:6.1f}  "
                   f"tree RSS {med['rss']:6.1f}  PSS {med['pss']:6.1f}  USS {med['uss']:6.1f}")
-        print("Redis commands per job (drain 120 minus drain 20, / 100)")
+        print("Redis work per job (drain 120 minus drain 20, / 100)")
         for system in ("pyresque", "rq"):
-            per_job = [(drain(system, server.url, r, 120) - drain(system, server.url, r, 20)) / 100
-                       for _ in range(args.runs)]
-            print(f"  {system:16} {statistics.median(per_job):.2f} commands per job ({', '.join(f'{x:.2f}' for x in per_job)})")
+            commands_per_job, trips_per_job = [], []
+            for _ in range(args.runs):
+                (many, many_trips), (few, few_trips) = drain(system, server.url, r, 120), drain(system, server.url, r, 20)
+                commands_per_job.append((many - few) / 100)
+                trips_per_job.append((many_trips - few_trips) / 100)
+            print(f"  {system:16} {statistics.median(commands_per_job):.2f} commands, "
+                  f"{statistics.median(trips_per_job):.2f} round trips per job "
+                  f"(commands {', '.join(f'{x:.2f}' for x in commands_per_job)}; "
+                  f"round trips {', '.join(f'{x:.2f}' for x in trips_per_job)})")
 
 
 if __name__ == "__main__":
