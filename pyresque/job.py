@@ -144,9 +144,15 @@ def is_ruby_style(target: Any) -> bool:
     return known
 
 
+_prepared: set[Any] = set()
+
+
 def prepare(target: Any) -> None:
     """Look up what running ``target`` needs once, in the process that forks the children:
     each child then inherits the answers instead of computing (and faulting in) them per job."""
+    if target in _prepared:
+        return
+    _prepared.add(target)
     hooks.warm_class_hooks(target)
     is_ruby_style(target)
     perform = getattr(target, "perform", target)
