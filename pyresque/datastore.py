@@ -245,18 +245,17 @@ class _PendingReply:
 class Reservation:
     """A job BLPOPped in BLOCKING mode, whose working-on record is sent but not yet acknowledged.
 
-    The job may start while the record's reply is on its way: the record already sits in the
-    server's input buffer, so it is applied before anything sent later on any connection. Its
-    reply (the status's ``started``) is read with :meth:`started` before the job's
-    bookkeeping, or anything else that depends on the record, is sent. That keeps the second
-    round trip (~0.3-0.6 ms here, for waking the idle server) off the idle-to-start path.
+    The job may start while the record's reply is on its way: the record is already on its way
+    to the server, sent before the job's first statement. Its reply (the status's ``started``)
+    is read with :meth:`started` before anything that must come after the record is sent on
+    any connection: the job's bookkeeping, a give-back, a requeue. That keeps the second round
+    trip (~0.3-0.6 ms here, for waking the idle server) off the idle-to-start path.
     """
 
-    def __init__(self, queue: str, item: bytes, run_at: str, now: int, reply: _PendingReply) -> None:
+    def __init__(self, queue: str, item: bytes, run_at: str, reply: _PendingReply) -> None:
         self.queue = queue
         self.item = item
         self.run_at = run_at
-        self.now = now
         self._reply: _PendingReply | None = reply
         self._started: int | None = None
 
@@ -459,7 +458,7 @@ class DataStore:
             connection.disconnect()
             pool.release(connection)
             raise
-        return Reservation(queue, item, run_at, int(now), _PendingReply(pool, connection))
+        return Reservation(queue, item, run_at, _PendingReply(pool, connection))
 
     def finish_job(self, worker_id: str, finished: Bookkeeping) -> bool:
         """The bookkeeping after a job: one round trip; safe to retry (see FINISH_LUA)."""
