@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -10,7 +11,7 @@ import click
 from . import defaults, log
 from .cli_common import UsageProblem, handle_errors, open_resque
 from .exceptions import ConfigurationError
-from .jobclass import JobResolver, load_include
+from .jobclass import JobResolver, is_file_include, load_include
 from .worker import Worker, WorkerOptions
 
 _OFF = ("", "0", "false", "no", "off")
@@ -116,7 +117,10 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
         fork=not inline,
         prefork=prefork,
         fork_every=fork_every,
-        helper_includes=tuple(item for spec in includes for item in spec.split(",") if item.strip()),
+        # resolved now: a helper started later (after an idle retirement) loads the release this
+        # worker started with, not whatever a deploy symlink points at by then
+        helper_includes=tuple(os.path.realpath(item) if is_file_include(item) else item
+                              for spec in includes for item in spec.split(",") if item.strip()),
         max_child_memory_mb=max_child_memory,
         helper_idle=helper_idle,
         job_timeout=job_timeout or None,

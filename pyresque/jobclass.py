@@ -70,9 +70,14 @@ def unregister(name: str) -> None:
     _registry.pop(name, None)
 
 
+def is_file_include(spec: str) -> bool:
+    """Does this ``APP_INCLUDE`` entry name a file (else an importable module)?"""
+    return spec.endswith(".py") or os.sep in spec
+
+
 def load_include(path_or_module: str) -> ModuleType:
     """Load ``APP_INCLUDE``: a ``.py`` file path or an importable module name."""
-    if path_or_module.endswith(".py") or os.sep in path_or_module:
+    if is_file_include(path_or_module):
         path = os.path.abspath(path_or_module)
         if not os.path.isfile(path):
             raise ConfigurationError(f"APP_INCLUDE ({path_or_module}) does not exist")

@@ -75,10 +75,7 @@ class Zygote:
         args = [sys.executable, "-m", "pyresque.zygote", "--fd", str(zygote_end.fileno()),
                 "--max-jobs", str(max_jobs), "--max-rss", str(max_rss_mb)]
         for include in includes:
-            # A file's real path: a helper started later (after an idle retirement) loads the
-            # release this worker started with, not whatever a deploy symlink points at now.
-            is_file = include.endswith(".py") or os.sep in include
-            args += ["--include", os.path.realpath(include) if is_file else include]
+            args += ["--include", include]
         for prefix in allowed_prefixes:
             args += ["--allow", prefix]
         # The helper must import this very pyresque, even when the worker runs from a checkout

@@ -144,3 +144,29 @@ def test_an_idle_worker_retires_its_forking_helper_and_the_next_job_starts_one(r
         wait_for(lambda: resque.status(second).status == 4, what="the job after the retirement")
         assert resque.status(second).result != worker.pid  # still a forked child
         assert "forking helper retired while idle" in worker.log()
+
+
+def test_a_helper_started_after_a_deploy_still_runs_the_workers_release(redis_url, r, tmp_path):
+    """A retired helper is restarted from the include's real path: after ``current`` is flipped to
+    a new release, this worker's children still run the code the worker itself loaded."""
+    import os
+
+    for release in ("r1", "r2"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "release_jobs.py").write_text(
+            "import pyresque\n\n\n@pyresque.register\nclass ReleaseJob:\n"
+            f"    @staticmethod\n    def perform():\n        return {release!r}\n")
+    current = tmp_path / "current"
+    os.symlink(tmp_path / "r1", current)
+    resque = Resque(redis_url)
+    first = resque.enqueue("default", "ReleaseJob")
+    with WorkerProcess(redis_url, tmp_path, APP_INCLUDE=str(current / "release_jobs.py"),
+                       PYRESQUE_HELPER_IDLE="0.3") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(first).status == 4, what="the first job")
+        os.unlink(current)
+        os.symlink(tmp_path / "r2", current)  # the deploy
+        wait_for(lambda: "forking helper retired while idle" in worker.log(), what="the helper to retire")
+        second = resque.enqueue("default", "ReleaseJob")
+        wait_for(lambda: resque.status(second).status == 4, what="the job after the deploy")
+    assert resque.status(first).result == "r1" and resque.status(second).result == "r1"
