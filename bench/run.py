@@ -5,7 +5,7 @@
 
 Method (shared/reference/perf-anchors.md section 1):
 
-1. Start a private redis-server (``pyresque.embedded.RedisServer``: free port, never 6379,
+1. Start a private redis-server (``pyresque.store.embedded.RedisServer``: free port, never 6379,
    no persistence); stop it at the end.
 2. For round 1..R run every selected task, odd rounds in list order, even rounds reversed,
    each task in a fresh interpreter (``run.py --one TASK``) that FLUSHDBs first.
@@ -96,7 +96,7 @@ def run_child(name: str, url: str, args: argparse.Namespace) -> dict:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    from pyresque.embedded import RedisServer
+    from pyresque.store.embedded import RedisServer
 
     names: list[str] = []
     for item in (t.strip() for t in args.tasks.split(",")):

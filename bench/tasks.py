@@ -157,7 +157,7 @@ def time_drain(ctx: Ctx, key: str, n: int, proc: subprocess.Popen, log: Path,
 def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_every: int = 1,
                    job: str = "NoopJob", n: int | None = None, threads: int = 1, until_done: bool = False) -> dict:
     import pyresque
-    from pyresque.keys import Keys
+    from pyresque.wire.keys import Keys
 
     n = n or ctx.drain_jobs
     keys = Keys("resque")

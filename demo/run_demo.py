@@ -17,9 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from pyresque import Resque  # noqa: E402
-from pyresque.embedded import RedisServer  # noqa: E402
-from pyresque.failure import FailedJobs  # noqa: E402
+from pyresque import FailedJobs, RedisServer, Resque  # noqa: E402
 
 
 def main() -> int:

@@ -1,5 +1,9 @@
 """The exception tree: what can go wrong, named precisely."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class PyresqueError(Exception):
     """Base class for every error pyresque raises on purpose."""
@@ -43,3 +47,12 @@ class JobTimeout(PyresqueError):
 
 class RedisUnavailable(PyresqueError):
     """Redis could not be reached; the message names the URL."""
+
+
+class JobTerminated(PyresqueError):
+    """The worker asked the job to stop (TERM_CHILD, a timeout): raised inside ``perform``.
+
+    A job may catch it to clean up; one that does not fails with ``pyresque.JobTerminated``."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(args or ("SIGTERM",)))  # a thread's is raised without arguments

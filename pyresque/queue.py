@@ -19,13 +19,14 @@ from typing import Any, Callable, Iterable, Sequence
 
 import redis
 
-from . import defaults, hooks, policies
-from . import payload as wire
-from .connection import RedisSettings
-from .datastore import DataStore
+from . import defaults
 from .exceptions import DontCreate, InvalidPayload, InvalidStatus
-from .jobclass import lookup
-from .keys import Keys
+from .jobs import hooks, policies
+from .jobs.resolver import lookup
+from .store.connection import RedisSettings
+from .store.datastore import DataStore
+from .wire import payload as wire
+from .wire.keys import Keys
 
 
 @dataclass(frozen=True)

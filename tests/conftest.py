@@ -8,7 +8,7 @@ import sys
 import pytest
 import redis
 
-from pyresque.embedded import RedisServer
+from pyresque.store.embedded import RedisServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pyresque import Resque
-from pyresque import payload as wire
+from pyresque.wire import payload as wire
 from support import JOBS, TESTS, WorkerProcess, wait_for
 
 MODES = {"fork": {}, "inline": {"PYRESQUE_INLINE": "1"}, "threads": {"PYRESQUE_THREADS": "2"}}

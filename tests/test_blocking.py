@@ -9,10 +9,10 @@ import redis
 
 import pyresque
 from pyresque import Resque
-from pyresque import payload as wire
-from pyresque.datastore import _PendingReply
-from pyresque.jobclass import JobResolver
-from pyresque.worker import Worker, WorkerOptions
+from pyresque.jobs.resolver import JobResolver
+from pyresque.store.datastore import _PendingReply
+from pyresque.wire import payload as wire
+from pyresque.worker.worker import Worker, WorkerOptions
 from support import WorkerProcess, wait_for
 
 WID = "vm:1:default"

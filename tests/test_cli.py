@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import vectors
-from pyresque.embedded import free_port
+from pyresque.store.embedded import free_port
 
 
 def run(redis_url, *args, env_extra=None, timeout=30):

@@ -11,8 +11,8 @@ import time
 
 import vectors
 from pyresque import Resque
-from pyresque import payload as wire
-from pyresque.embedded import free_port
+from pyresque.store.embedded import free_port
+from pyresque.wire import payload as wire
 from support import WorkerProcess, records, wait_for
 
 PHP_DURING_JOB = vectors.state(vectors.load("php-resque-v1.3.6/b2_worker_during_job"), "during_job")

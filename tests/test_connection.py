@@ -1,7 +1,7 @@
 import pytest
 
-from pyresque.connection import RedisSettings, backend_to_url
 from pyresque.exceptions import ConfigurationError
+from pyresque.store.connection import RedisSettings, backend_to_url
 
 
 def test_redis_url_wins_over_backend():

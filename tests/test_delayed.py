@@ -9,7 +9,8 @@ import pytest
 
 import vectors
 from pyresque import Resque
-from pyresque.delayed import (
+from pyresque.exceptions import InvalidPayload, InvalidQueueName
+from pyresque.scheduling.delayed import (
     InvalidDelay,
     count_delayed,
     delay_payload,
@@ -20,7 +21,6 @@ from pyresque.delayed import (
     remove_delayed,
     store_for,
 )
-from pyresque.exceptions import InvalidPayload, InvalidQueueName
 
 RUBY = vectors.load("ruby-resque/g_resque_scheduler")
 PHP = vectors.load("php-resque-v1.3.6/g_php_scheduler")

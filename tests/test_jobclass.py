@@ -8,7 +8,7 @@ import pytest
 
 import pyresque
 from pyresque.exceptions import ConfigurationError, JobClassNotFound
-from pyresque.jobclass import JobResolver, load_include, unregister
+from pyresque.jobs.resolver import JobResolver, load_include, unregister
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-from pyresque.keys import Keys, normalise_namespace
+from pyresque.wire.keys import Keys, normalise_namespace
 
 
 def test_namespace_is_applied_as_php_resque_does():

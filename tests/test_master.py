@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pyresque import Resque, procline
-from pyresque.master import RestartPolicy
+from pyresque import Resque
+from pyresque.pool.master import RestartPolicy
+from pyresque.wire import procline
 from support import WorkerProcess, records, wait_for
 
 

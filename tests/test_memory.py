@@ -7,7 +7,7 @@ import sys
 
 PROBE = """
 import os
-from pyresque.memory import give_back_free_memory
+from pyresque.process.memory import give_back_free_memory
 
 def rss_kib():
     with open(f"/proc/{os.getpid()}/status") as handle:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pyresque import Resque
-from pyresque.zygote import _parse_helper_args
+from pyresque.worker.forking_helper import _parse_helper_args
 from support import JOBS, TESTS, WorkerProcess, records, wait_for
 
 
@@ -107,7 +107,8 @@ def test_job_children_inherit_no_fork_handlers_from_the_helper(redis_url, r, tmp
 def test_the_helper_prepares_every_known_job_once_for_all_children():
     """Hook names and job shapes are looked up in the helper, so no child runs dir() per job."""
     probe = (
-        "import sys; from pyresque import hooks, job, zygote; from pyresque.jobclass import JobResolver, load_include\n"
+        "import sys; from pyresque.jobs import hooks, job; from pyresque.worker import forking_helper as zygote\n"
+        "from pyresque.jobs.resolver import JobResolver, load_include\n"
         f"resolver = JobResolver([load_include({JOBS!r})], [])\n"
         "zygote._prepare_jobs(resolver)\n"
         "php, ruby = resolver.resolve('PHP_Job'), resolver.resolve('FailJob')\n"
@@ -132,7 +133,14 @@ def test_an_idle_worker_retires_its_forking_helper_and_the_next_job_starts_one(r
     import psutil
 
     def helpers(pid: int) -> list:
-        return [p for p in psutil.Process(pid).children() if "Forker" in " ".join(p.cmdline())]
+        found = []
+        for child in psutil.Process(pid).children():
+            try:
+                if "Forker" in " ".join(child.cmdline()):
+                    found.append(child)
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):  # exiting: no longer a helper
+                pass
+        return found
 
     resque = Resque(redis_url)
     first = resque.enqueue("default", "PidJob", 1)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 import vectors
-from pyresque import payload as wire
 from pyresque.exceptions import InvalidPayload, InvalidQueueName, InvalidStatus
+from pyresque.wire import payload as wire
 
 
 def _strings_in_vectors(predicate):

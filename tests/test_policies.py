@@ -9,14 +9,14 @@ import time
 import pytest
 
 from pyresque import Resque
-from pyresque.policies import RetryPolicy, retry, timeout
+from pyresque.jobs.policies import RetryPolicy, retry, timeout
 from support import WorkerProcess, records, wait_for
 
 
 @pytest.fixture
 def scheduler_loop(redis_url):
     """Moves due delayed jobs every 50 ms with the scheduler's own move step."""
-    from pyresque.delayed import move_due
+    from pyresque.scheduling.delayed import move_due
 
     resque = Resque(redis_url)
     stop = threading.Event()

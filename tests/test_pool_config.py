@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pyresque import pool_config
 from pyresque.exceptions import ConfigurationError
+from pyresque.pool import config as pool_config
 
 CONFIG = """
 [pool]

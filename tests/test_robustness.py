@@ -9,8 +9,8 @@ import time
 import psutil
 
 from pyresque import Resque
-from pyresque import payload as wire
-from pyresque.datastore import Bookkeeping
+from pyresque.store.datastore import Bookkeeping
+from pyresque.wire import payload as wire
 from support import WorkerProcess, records, wait_for
 
 
@@ -124,7 +124,7 @@ def test_a_sigkilled_worker_leaves_no_helper_behind(redis_url, r, tmp_path):
 
 
 def test_quit_stops_a_worker_still_waiting_for_redis_at_start(tmp_path):
-    from pyresque.embedded import free_port
+    from pyresque.store.embedded import free_port
 
     worker = WorkerProcess(f"redis://127.0.0.1:{free_port()}/0", tmp_path).start()
     try:

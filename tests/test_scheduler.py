@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pyresque import Resque
-from pyresque.delayed import enqueue_at
+from pyresque.scheduling.delayed import enqueue_at
 from support import TESTS, WorkerProcess, records, wait_for
 
 LOCK = "resque:resque:resque_scheduler_master_lock"

@@ -9,9 +9,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pyresque.datastore_scheduler import SchedulerStore
-from pyresque.scheduler import Scheduler, SchedulerOptions
-from pyresque.schedules import (
+from pyresque.scheduling.scheduler import Scheduler, SchedulerOptions
+from pyresque.scheduling.schedules import (
     Cron,
     InvalidSchedule,
     config_for,
@@ -22,6 +21,7 @@ from pyresque.schedules import (
     set_schedule,
     stored_schedules,
 )
+from pyresque.store.scheduler_store import SchedulerStore
 
 LOCK = "resque:resque:resque_scheduler_master_lock"
 
@@ -167,7 +167,7 @@ def test_two_masters_at_once_still_fire_a_tick_once(resque, r):
 
 
 def test_only_the_master_moves_and_fires(resque, r):
-    from pyresque.delayed import enqueue_at
+    from pyresque.scheduling.delayed import enqueue_at
 
     r.set(LOCK, "rubyhost:1", ex=60)
     enqueue_at(resque, time.time() + 1, "default", "NoopJob", 1)

@@ -10,10 +10,11 @@ import sys
 import time
 
 from pyresque import Resque
-from pyresque import payload as wire
-from pyresque.heartbeat import Pruner, process_is_resque
-from pyresque.threaded import ThreadedWorker
-from pyresque.worker import WorkerOptions
+from pyresque.process.liveness import process_is_resque
+from pyresque.wire import payload as wire
+from pyresque.worker.heartbeat import Pruner
+from pyresque.worker.threaded import ThreadedWorker
+from pyresque.worker.worker import WorkerOptions
 from support import WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()

@@ -18,7 +18,7 @@ import pytest
 import support
 import vectors
 from pyresque import Resque
-from pyresque import payload as wire
+from pyresque.wire import payload as wire
 from support import WorkerProcess, records, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker_mode")

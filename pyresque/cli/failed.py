@@ -1,0 +1,276 @@
+"""``pyresque failed …``: list, show, retry, remove and clear failed jobs (see ``failure.py``).
+
+Indices are positions in Resque's ``failed`` list (0 = oldest), as resque-web numbers them.
+``failed list`` prints each record's digest; ``--digest`` on ``retry``/``remove``/``show`` makes
+the command act on that record even if the list shifted since it was listed, and refuse if the
+record is gone or was changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from ..admin.failed import BulkResult, FailedJob, FailedJobs
+from ..wire import payload as wire
+from .common import UsageProblem, connection_options, handle_errors, open_resque
+
+
+class _OneLineCommand(click.Command):
+    """Reports bad options and arguments as one ``Error:`` line, exit 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise UsageProblem(f"{exc.format_message().rstrip('.')} (see '{ctx.command_path} --help')") from None
+
+
+class _OneLineGroup(click.Group):
+    command_class = _OneLineCommand
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            raise UsageProblem(f"{exc.format_message().rstrip('.')} (see '{ctx.command_path} --help')") from None
+
+
+@click.group(cls=_OneLineGroup)
+def failed() -> None:
+    """Inspect and act on failed jobs (Resque's 'failed' list), safely while workers run.
+
+    INDEX is a position in the list, 0 = oldest, as in resque-web. Add --digest (shown by
+    'failed list') to act on exactly the record you saw even if the list shifted meanwhile.
+    """
+
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``2h``, ``30m``, ``1d`` (ago), an ISO date or date-time (UTC unless it has an offset), or a
+    Resque time such as ``2026/11/22 04:58:06 UTC``; returns a Unix time."""
+    relative = _RELATIVE.match(text)
+    if relative:
+        amount = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2).lower()]
+        return (time.time() if now is None else now) - amount
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        when = wire.parse_time(text) if text.strip() else None
+        if when is None:
+            raise UsageProblem(f"--since {text!r} is neither a time like 2h, 30m, 1d nor an ISO date/time") from None
+        return when
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def parse_index(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise UsageProblem(f"INDEX must be a non-negative integer (a position in the failed list), got {text!r}")
+    return int(text)
+
+
+def _check_digest(digest: str | None, index: int | None) -> None:
+    if digest is None:
+        return
+    if index is None:
+        raise UsageProblem("--digest goes with an INDEX")
+    if not re.fullmatch(r"[0-9a-fA-F]{6,40}", digest.strip()):
+        raise UsageProblem(f"--digest must be 6 to 40 hex characters (as 'failed list' shows), got {digest!r}")
+
+
+def _locate(jobs: FailedJobs, index: int, digest: str | None) -> FailedJob:
+    if digest is None:
+        return jobs.get(index)
+    try:
+        return jobs.find(index, digest)
+    except ValueError as exc:  # an ambiguous digest
+        raise UsageProblem(str(exc)) from None
+
+
+def _moved(job: FailedJob, index: int) -> str:
+    return "" if job.index == index else f" (it had moved from index {index} to {job.index})"
+
+
+def _when(job: FailedJob) -> str:
+    when = job.failed_time
+    if when is not None:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+    return job.failed_at or "-"
+
+
+def _doc(job: FailedJob) -> dict[str, Any]:
+    doc: dict[str, Any] = {"index": job.index, "digest": job.short_digest, "record": job.record}
+    if job.record is None:
+        doc.update(wire.raw_payload_record(job.raw))  # "raw", and "raw_base64" when not UTF-8
+    return doc
+
+
+def _one_line(job: FailedJob) -> str:
+    head = f"{job.index:>4}  {job.short_digest}"
+    if job.record is None:
+        return f"{head}  (not JSON) {job.raw[:160]!r}"
+    error = (job.error or "").splitlines()[0] if job.error else ""
+    if len(error) > 100:
+        error = error[:97] + "..."
+    line = f"{head}  {_when(job)}  {job.queue or '-'}  {job.job_class or '-'}  {job.exception or '-'}: {error}"
+    if job.retried_at:
+        line += f"  [retried {job.retried_at}]"
+    return line
+
+
+def _bulk_summary(verb: str, result: BulkResult) -> None:
+    click.echo(f"{verb} {result.done} failed job{'s' if result.done != 1 else ''}")
+    if result.gone:
+        click.echo(f"{result.gone} matching record{'s were' if result.gone != 1 else ' was'} removed or changed "
+                   f"by someone else meanwhile and left alone")
+    for index, reason in result.skipped:
+        click.echo(f"skipped {index}: {reason}")
+
+
+def _bulk_selectors(index: int | None, selected: bool, what: str) -> None:
+    if index is not None and selected:
+        raise UsageProblem(f"give INDEX or {what}, not both")
+    if index is None and not selected:
+        raise UsageProblem(f"give INDEX or {what}")
+
+
+@failed.command("list")
+@click.option("-q", "--queue", default=None, help="Only failures from this queue.")
+@click.option("--class", "job_class", default=None, help="Only failures of this job class.")
+@click.option("--since", default=None, help="Only failures since a time: 2h, 30m, 1d, or an ISO date/time (UTC).")
+@click.option("-n", "--limit", default=None, type=click.IntRange(min=1), help="Only the newest N matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per record.")
+@connection_options
+@handle_errors
+def list_failed(queue: str | None, job_class: str | None, since: str | None, limit: int | None, as_json: bool,
+                redis_url: str | None, prefix: str | None) -> None:
+    """List failed jobs, oldest first: index, digest, time, queue, class, exception: error."""
+    since_ts = parse_since(since) if since is not None else None
+    if queue is not None:
+        wire.validate_queue_name(queue)
+    jobs = FailedJobs(open_resque(redis_url, prefix)).list(queue=queue, job_class=job_class, since=since_ts, limit=limit)
+    for job in jobs:
+        click.echo(json.dumps(_doc(job)) if as_json else _one_line(job))
+    if not jobs and not as_json:
+        click.echo("(no failed jobs)")
+
+
+@failed.command()
+@click.argument("index", metavar="INDEX")
+@click.option("--digest", default=None, help="The record's digest from 'failed list'; follow it if it moved.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@connection_options
+@handle_errors
+def show(index: str, digest: str | None, as_json: bool, redis_url: str | None, prefix: str | None) -> None:
+    """Show one failed job in full, backtrace included."""
+    position = parse_index(index)
+    _check_digest(digest, position)
+    job = _locate(FailedJobs(open_resque(redis_url, prefix)), position, digest)
+    if as_json:
+        click.echo(json.dumps(_doc(job)))
+        return
+    click.echo(f"index:      {job.index}{_moved(job, position)}")
+    click.echo(f"digest:     {job.digest}")
+    if job.record is None:
+        click.echo(f"raw:        {job.raw!r} (not JSON: it can only be removed)")
+        return
+    rows = [("failed_at", job.failed_at), ("retried_at", job.retried_at), ("queue", job.queue),
+            ("class", job.job_class), ("args", None if job.args is None else json.dumps(job.args, ensure_ascii=False)),
+            ("id", job.job_id), ("exception", job.exception), ("error", job.error), ("worker", job.worker)]
+    for name, value in rows:
+        if value is not None:
+            click.echo(f"{name + ':':<11} {value}")
+    click.echo("backtrace:" + ("" if job.backtrace else " (none)"))
+    for frame in job.backtrace:
+        click.echo(f"  {frame}")
+
+
+@failed.command()
+@click.argument("index", required=False, metavar="[INDEX]")
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed job.")
+@click.option("--class", "job_class", default=None, help="Retry every failed job of this class.")
+@click.option("-q", "--queue", default=None, help="Retry every failed job from this queue.")
+@click.option("--digest", default=None, help="With INDEX: the record's digest from 'failed list'.")
+@connection_options
+@handle_errors
+def retry(index: str | None, retry_all: bool, job_class: str | None, queue: str | None, digest: str | None,
+          redis_url: str | None, prefix: str | None) -> None:
+    """Push failed jobs again; each record stays, marked retried_at (as Ruby's requeue).
+
+    A php-resque job keeps its id and its status goes back to waiting; a job without an id is
+    pushed as Ruby's {"class","args"}. Like resque-web, --all also retries records that were
+    retried before.
+    """
+    position = None if index is None else parse_index(index)
+    _bulk_selectors(position, retry_all or job_class is not None or queue is not None, "--all/--class/--queue")
+    _check_digest(digest, position)
+    if queue is not None:
+        wire.validate_queue_name(queue)
+    failed_jobs = FailedJobs(open_resque(redis_url, prefix))
+    if position is None:
+        _bulk_summary("Retried", failed_jobs.retry_all(queue=queue, job_class=job_class))
+        return
+    job = failed_jobs.retry(_locate(failed_jobs, position, digest))
+    line = f"Retried failed job {job.index} ({job.job_class}) on {job.queue}"
+    if job.job_id:
+        line += f" as job {job.job_id}"
+    click.echo(line + _moved(job, position))
+
+
+@failed.command()
+@click.argument("index", required=False, metavar="[INDEX]")
+@click.option("--class", "job_class", default=None, help="Remove every failed job of this class.")
+@click.option("-q", "--queue", default=None, help="Remove every failed job from this queue.")
+@click.option("--digest", default=None, help="With INDEX: the record's digest from 'failed list'.")
+@connection_options
+@handle_errors
+def remove(index: str | None, job_class: str | None, queue: str | None, digest: str | None,
+           redis_url: str | None, prefix: str | None) -> None:
+    """Delete failed jobs: one by INDEX, or all of a class and/or queue ('failed clear' for all)."""
+    position = None if index is None else parse_index(index)
+    _bulk_selectors(position, job_class is not None or queue is not None, "--class/--queue")
+    _check_digest(digest, position)
+    if queue is not None:
+        wire.validate_queue_name(queue)
+    failed_jobs = FailedJobs(open_resque(redis_url, prefix))
+    if position is None:
+        _bulk_summary("Removed", failed_jobs.remove_where(queue=queue, job_class=job_class))
+        return
+    job = failed_jobs.remove(_locate(failed_jobs, position, digest))
+    what = "not JSON" if job.record is None else f"{job.job_class or 'no class'} on {job.queue or 'no queue'}"
+    click.echo(f"Removed failed job {job.index} ({what}){_moved(job, position)}")
+
+
+@failed.command()
+@click.option("-q", "--queue", default=None, help="Only the failures from this queue.")
+@connection_options
+@handle_errors
+def clear(queue: str | None, redis_url: str | None, prefix: str | None) -> None:
+    """Delete every failed job (DEL failed), or only one queue's."""
+    if queue is not None:
+        wire.validate_queue_name(queue)
+    removed = FailedJobs(open_resque(redis_url, prefix)).clear(queue)
+    click.echo(f"Removed {removed} failed job{'s' if removed != 1 else ''}" + (f" from {queue}" if queue else ""))
+
+
+@failed.command()
+@connection_options
+@handle_errors
+def count(redis_url: str | None, prefix: str | None) -> None:
+    """Print how many failed jobs there are (LLEN failed, the number resque-web shows)."""
+    click.echo(FailedJobs(open_resque(redis_url, prefix)).count())
+
+
+__all__ = ["failed", "parse_since"]

@@ -1,0 +1,1 @@
+"""The supervising master of a worker pool, its signal table and its configuration."""

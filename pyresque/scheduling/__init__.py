@@ -1,0 +1,1 @@
+"""Time: delayed jobs, recurring schedules and the scheduler process that moves them."""

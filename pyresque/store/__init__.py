@@ -1,0 +1,1 @@
+"""Redis: connection settings, every command and Lua script, the embedded dev server."""

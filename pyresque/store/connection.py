@@ -1,0 +1,123 @@
+"""Where Redis is: one settings object read from the environment or options, for every command.
+
+Accepted, in order of precedence: ``REDIS_URL`` (``redis://``, ``rediss://``, ``unix://``, with
+db and password), then php-resque's ``REDIS_BACKEND`` (``host``, ``host:port``, a DSN, or
+``unix:///path``) with ``REDIS_BACKEND_DB``, then ``redis://127.0.0.1:6379/0``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from .. import defaults
+from ..exceptions import ConfigurationError
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """A Redis URL plus the key namespace: everything needed to reach the Resque data."""
+
+    url: str = defaults.REDIS_URL
+    prefix: str = defaults.NAMESPACE
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        redis_url: str | None = None,
+        prefix: str | None = None,
+    ) -> RedisSettings:
+        """Explicit arguments win over the environment, which wins over the defaults."""
+        env = os.environ if environ is None else environ
+        url = redis_url or env.get("REDIS_URL") or None
+        if url is None and env.get("REDIS_BACKEND"):
+            url = backend_to_url(env["REDIS_BACKEND"], env.get("REDIS_BACKEND_DB"))
+        url = normalise_url(url or defaults.REDIS_URL)
+        if prefix is None:
+            prefix = env.get("PREFIX")
+            if prefix is None or prefix == "":
+                prefix = defaults.NAMESPACE  # php: PREFIX is used only when non-empty
+        return cls(url=url, prefix=prefix)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for messages and logs."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def client(self) -> redis.Redis:
+        return make_client(self.url)
+
+
+def normalise_url(url: str) -> str:
+    if "://" not in url:
+        raise ConfigurationError(f"invalid Redis URL {url!r}: expected redis://, rediss:// or unix://")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(f"invalid Redis URL {url!r}: scheme must be redis, rediss or unix")
+    if scheme != "unix":
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ConfigurationError(f"invalid Redis URL {url!r}: bad port") from None
+        if not parts.hostname:
+            raise ConfigurationError(f"invalid Redis URL {url!r}: no host")
+    return url
+
+
+def backend_to_url(backend: str, db: str | None = None) -> str:
+    """Translate php-resque's ``REDIS_BACKEND`` (+ ``REDIS_BACKEND_DB``) into a URL.
+
+    As in php-resque, a db in the DSN wins over ``REDIS_BACKEND_DB``, and ``"0"`` counts as unset.
+    """
+    backend = backend.strip()
+    db_number = db if db and db != "0" else None
+    if db_number is not None and not db_number.isdigit():
+        raise ConfigurationError(f"invalid REDIS_BACKEND_DB {db!r}: expected a database number")
+    if backend.startswith("tcp://"):
+        backend = "redis://" + backend[len("tcp://"):]
+    if "://" in backend:
+        if db_number is not None:
+            parts = urlsplit(backend)
+            if backend.startswith("unix://"):
+                if "db=" not in parts.query:
+                    backend += f"&db={db_number}" if parts.query else f"?db={db_number}"
+            elif parts.path in ("", "/"):
+                backend = urlunsplit(parts._replace(path=f"/{db_number}"))
+        return backend
+    host, _, port = backend.partition(":")
+    if port and not port.isdigit():
+        raise ConfigurationError(f"invalid REDIS_BACKEND {backend!r}: expected host:port")
+    return f"redis://{host or '127.0.0.1'}:{port or 6379}/{db_number or 0}"
+
+
+def make_client(url: str) -> redis.Redis:
+    """A redis-py client that sends nothing on connect but what Resque needs.
+
+    RESP2 and no ``CLIENT SETINFO``: redis-py 8 would otherwise add ``HELLO 3`` and two
+    ``CLIENT SETINFO`` calls (rejected by Redis 7.0) to every new connection.
+    """
+    return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, **_NO_CLIENT_INFO)
+
+
+def _no_client_info() -> dict[str, Any]:
+    params = inspect.signature(redis.Redis.__init__).parameters
+    if "driver_info" in params:
+        return {"driver_info": None}
+    if "lib_name" in params:
+        return {"lib_name": None, "lib_version": None}
+    return {}
+
+
+_NO_CLIENT_INFO = _no_client_info()

@@ -1,0 +1,657 @@
+"""Every Redis command pyresque sends, grouped by concern like Resque's ``data_store.rb``.
+
+Nothing above this module talks to Redis directly. Multi-step changes that must not be seen
+half-done (reserve + working-on record, job bookkeeping, pruning) are Lua scripts or MULTI
+transactions here, each with the keys it touches listed in its header.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+import redis
+
+from .. import defaults
+from ..wire import payload as wire
+from ..wire.keys import Keys
+
+# Records a reserved item: SET worker:<id> to the working-on record and, when the payload carries
+# a php-resque id whose status key exists, status RUNNING (keeping "started").
+# Returns the packet's "started" (or false when the job is not tracked).
+_RECORD_LUA = r"""
+local function record(item, queue_json, worker_key, ns, run_at, now)
+  local payload_json = item
+  local ok, job = pcall(cjson.decode, item)
+  if not ok then payload_json = cjson.encode(item) end
+  redis.call('SET', worker_key,
+    '{"queue":' .. queue_json .. ',"run_at":"' .. run_at .. '","payload":' .. payload_json .. '}')
+  if ok and type(job) == 'table' and type(job['id']) == 'string' then
+    local prefix = job['prefix']
+    local skey = ns .. 'job:'
+    if type(prefix) == 'string' and prefix ~= '' then skey = skey .. prefix .. '_' end
+    skey = skey .. job['id'] .. ':status'
+    local current = redis.call('GET', skey)
+    if current then
+      local started = string.match(current, '"started":(%d+)') or now
+      redis.call('SET', skey,
+        '{"status":2,"updated":' .. now .. ',"started":' .. started .. ',"result":null}')
+      return started
+    end
+  end
+  return false
+end
+"""
+
+# KEYS: queue:<q1> .. queue:<qn>, worker:<id>, pause-all-workers
+# ARGV: namespace, run_at, now, json(q1) .. json(qn)
+# Pops the first item in queue order and records it in the same atomic step, so a reserved job
+# is never only in the worker's memory. Honours Ruby's pause-all-workers flag at no extra cost.
+# Returns {index, item, started}, {-1} while paused, or nil.
+RESERVE_LUA = _RECORD_LUA + r"""
+local n = #KEYS - 2
+local paused = redis.call('GET', KEYS[n + 2])
+if paused and string.lower(paused) == 'true' then return {-1} end
+for i = 1, n do
+  local item = redis.call('LPOP', KEYS[i])
+  if item then
+    return {i, item, record(item, ARGV[3 + i], KEYS[n + 1], ARGV[1], ARGV[2], ARGV[3])}
+  end
+end
+return nil
+"""
+
+# KEYS: worker:<id>;  ARGV: namespace, run_at, now, json(queue), item
+# The BLOCKING-mode counterpart of RESERVE_LUA, sent right after BLPOP returned the item.
+RECORD_LUA = _RECORD_LUA + r"""
+return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])}
+"""
+
+# KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
+#       stat:failed:<id>
+# ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
+#       or '', '1' on a retry, the job's exact working-on record ('' = unknown)
+# Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
+# while the working-on record is still this job's, so it never counts a job twice nor deletes
+# the record of the job reserved in the same (lost) call.
+_FINISH_LUA = r"""
+local function finish()
+  if ARGV[4] == '1' then
+    local current = redis.call('GET', KEYS[1])
+    if not current or (ARGV[5] ~= '' and current ~= ARGV[5]) then return 0 end
+  end
+  redis.call('DEL', KEYS[1])
+  redis.call('INCRBY', KEYS[2], 1)
+  redis.call('INCRBY', KEYS[3], 1)
+  if ARGV[3] ~= '' then
+    redis.call('RPUSH', KEYS[5], ARGV[3])
+    redis.call('INCRBY', KEYS[6], 1)
+    redis.call('INCRBY', KEYS[7], 1)
+  end
+  if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
+  elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+  return 1
+end
+"""
+FINISH_LUA = _FINISH_LUA + "return finish()\n"
+
+# KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
+# ARGV: the five FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
+# The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
+# same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
+FINISH_RESERVE_LUA = _RECORD_LUA + _FINISH_LUA + r"""
+finish()
+local n = #KEYS - 8
+local paused = redis.call('GET', KEYS[n + 8])
+if paused and string.lower(paused) == 'true' then return {-1} end
+for i = 1, n do
+  local item = redis.call('LPOP', KEYS[7 + i])
+  if item then
+    return {i, item, record(item, ARGV[8 + i], KEYS[1], ARGV[6], ARGV[7], ARGV[8])}
+  end
+end
+return nil
+"""
+
+# KEYS: queues, queue:<q>, status key (or a dummy);  ARGV: queue name, item, WAITING packet or ''
+# Enqueue: the status first (when tracked), then SADD + RPUSH, atomically.
+PUSH_LUA = r"""
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('RPUSH', KEYS[2], ARGV[2])
+"""
+
+# KEYS: unique lock, status key (or a dummy), queues, queue:<q>;  ARGV: lock TTL ms, packet or '', q, item
+# A ``@unique`` job is pushed only if no identical one holds the lock (queued or running).
+PUSH_UNIQUE_LUA = r"""
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('RPUSH', KEYS[4], ARGV[4])
+return 1
+"""
+
+# KEYS: concurrency zset;  ARGV: member, limit, now, lease end
+# Take one of a class's slots; slots whose lease ended (their worker died) are freed first.
+ACQUIRE_SLOT_LUA = r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 1
+"""
+
+# KEYS: worker:<id>, queue:<q>, status key (or a dummy);  ARGV: item, WAITING packet or ''
+# Put a reserved job back at the end of its queue (its class is at its concurrency limit), or
+# at its head (ARGV[3] = 'head': the worker was told to stop before it could start the job).
+REQUEUE_RESERVED_LUA = r"""
+if ARGV[3] == 'head' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RPUSH', KEYS[2], ARGV[1]) end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'XX') end
+return 1
+"""
+
+# KEYS: status key;  ARGV: packet, TTL ('' for none)
+# php-resque's rule: only tracked jobs are updated, so a missing key stays missing.
+UPDATE_STATUS_LUA = r"""
+if ARGV[2] == '' then
+  return redis.call('SET', KEYS[1], ARGV[1], 'XX')
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'XX', 'EX', ARGV[2])
+"""
+
+# KEYS: failed;  ARGV: index, expected record, replacement ('' removes)
+# Acts on the failed list only if the record at the index is still the one the caller saw, so
+# a list that changed underneath (resque-web's known race) is never edited at the wrong place.
+EDIT_FAILED_LUA = r"""
+local current = redis.call('LINDEX', KEYS[1], ARGV[1])
+if current ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('LSET', KEYS[1], ARGV[1], '__pyresque_removed__')
+  redis.call('LREM', KEYS[1], 1, '__pyresque_removed__')
+else
+  redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+"""
+
+
+# KEYS: pruning_dead_workers_in_progress;  ARGV: our worker id
+# Release the prune lock only if we still hold it. (Ruby lets it expire after 60 s; releasing
+# ours at once lets the next worker start prune promptly.)
+RELEASE_LOCK_LUA = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+# KEYS: failed, queues, queue:<q>, status key;  ARGV: index, expected record, updated record,
+#       queue name, payload, status packet ('' for none)
+# Ruby's requeue (LSET the record with retried_at, SADD queues, RPUSH the job) in one step, only if
+# the record at the index is still the one the caller saw. A script, not WATCH: workers appending
+# failures would abort a WATCHed transaction again and again.
+REQUEUE_FAILED_LUA = r"""
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+return 1
+"""
+
+
+@dataclass
+class Bookkeeping:
+    """What a finished job leaves to write: its final status packet and failure record."""
+
+    status_key: str | None = None
+    status_packet: str | None = None
+    failure_record: str | None = None
+    retry: bool = False  # a previous attempt may have been applied: act only if not
+    final: bool = True  # False: the status waits for a retry and must not expire
+    record: str = ""  # the job's exact working-on record, which a retry must still find
+
+    def args(self, status_ttl: int) -> list[Any]:
+        ttl = status_ttl if self.final else ""
+        return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0", self.record]
+
+
+class _PendingReply:
+    """A command sent on a connection taken from the pool; its reply is read later, once."""
+
+    def __init__(self, pool: Any, connection: Any) -> None:
+        self._pool = pool
+        self._connection: Any = connection
+
+    def read(self) -> Any:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            raise RuntimeError("this reply was already read")
+        try:
+            return connection.read_response()
+        except BaseException:
+            connection.disconnect()
+            raise
+        finally:
+            self._pool.release(connection)
+
+    def abandon(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+            self._pool.release(connection)
+
+
+class Reservation:
+    """A job BLPOPped in BLOCKING mode, whose working-on record is sent but not yet acknowledged.
+
+    The job may start while the record's reply is on its way: the record is already on its way
+    to the server, sent before the job's first statement. Its reply (the status's ``started``)
+    is read with :meth:`started` before anything that must come after the record is sent on
+    any connection: the job's bookkeeping, a give-back, a requeue. That keeps the second round
+    trip (~0.3-0.6 ms here, for waking the idle server) off the idle-to-start path.
+    """
+
+    def __init__(self, queue: str, item: bytes, run_at: str, reply: _PendingReply) -> None:
+        self.queue = queue
+        self.item = item
+        self.run_at = run_at
+        self._reply: _PendingReply | None = reply
+        self._started: int | None = None
+
+    def started(self) -> int | None:
+        """The job's status ``started`` (None when untracked); raises if the record failed."""
+        reply, self._reply = self._reply, None
+        if reply is not None:
+            self._started = _started(reply.read()[2])
+        return self._started
+
+    def abandon(self) -> None:
+        """Drop the connection with the reply unread (the record's fate is then unknown)."""
+        reply, self._reply = self._reply, None
+        if reply is not None:
+            reply.abandon()
+
+
+def _get_connection(pool: Any) -> Any:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        return pool.get_connection("_")
+
+
+class AllPaused(Exception):
+    """Ruby's ``pause-all-workers`` flag is set: reserve nothing."""
+
+
+class DataStore:
+    """Resque's keyspace on one Redis connection pool."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, status_ttl: int = defaults.STATUS_TTL) -> None:
+        # Typed loosely: redis-py's stubs type replies as bytes | str by decode_responses.
+        self.redis: Any = client
+        self.keys = keys
+        self.final_status_ttl = status_ttl
+        self._reserve = client.register_script(RESERVE_LUA)
+        self._finish = client.register_script(FINISH_LUA)
+        self._finish_reserve = client.register_script(FINISH_RESERVE_LUA)
+        self._update_status = client.register_script(UPDATE_STATUS_LUA)
+        self._edit_failed = client.register_script(EDIT_FAILED_LUA)
+        self._requeue_failed = client.register_script(REQUEUE_FAILED_LUA)
+        self._release_lock = client.register_script(RELEASE_LOCK_LUA)
+        self._push = client.register_script(PUSH_LUA)
+        self._push_unique = client.register_script(PUSH_UNIQUE_LUA)
+        self._acquire_slot = client.register_script(ACQUIRE_SLOT_LUA)
+        self._requeue_reserved = client.register_script(REQUEUE_RESERVED_LUA)
+
+    def allow_connections(self, count: int) -> None:
+        """Let the pool hold at least ``count`` connections at once. redis-py caps a pool at 100
+        and raises "Too many connections" beyond that; a threaded worker needs one per slot (each
+        slot holds one for a whole BLPOP) plus its main thread's. A blocking pool waits instead."""
+        pool = self.redis.connection_pool
+        if isinstance(pool, redis.BlockingConnectionPool):
+            return
+        if isinstance(getattr(pool, "max_connections", None), int) and pool.max_connections < count:
+            pool.max_connections = count
+
+    # -- queue access ------------------------------------------------------------------------
+    def push(self, queue: str, item: str, status_key: str | None = None, status_packet: str | None = None) -> None:
+        """SADD queues + RPUSH, and the WAITING packet first when tracked, in one atomic step.
+
+        php-resque pushes before it writes the status, so a blocking worker can pop the job
+        before the key exists and RUNNING is never recorded (vector b4); here the key is
+        always there first. One EVALSHA: one round trip, less client work than a pipeline.
+        """
+        keys = [self.keys.queues, self.keys.queue(queue), status_key or self.keys.status("-")]
+        self.call(self._push, keys, [queue, item, status_packet if status_key else ""])
+
+    def call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA through the client's plain command path (cheaper than ``Script.__call__``);
+        a server that lost its script cache (restart, SCRIPT FLUSH) gets it loaded again."""
+        try:
+            return self.redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return script(keys=keys, args=args)
+
+    def push_unique(self, lock_key: str, lock_ttl: float, queue: str, item: str,
+                    status_key: str | None, status_packet: str | None) -> bool:
+        """Push unless an identical ``@unique`` job holds the lock; True when pushed."""
+        keys = [lock_key, status_key or self.keys.status("-"), self.keys.queues, self.keys.queue(queue)]
+        return bool(self._push_unique(keys=keys, args=[int(lock_ttl * 1000), status_packet or "", queue, item]))
+
+    def release_unique(self, lock_key: str) -> None:
+        self.redis.delete(lock_key)
+
+    def acquire_slot(self, slots_key: str, worker_id: str, limit: int, now: float, lease: float) -> bool:
+        return bool(self._acquire_slot(keys=[slots_key], args=[worker_id, limit, now, now + lease]))
+
+    def release_slot(self, slots_key: str, worker_id: str) -> None:
+        self.redis.zrem(slots_key, worker_id)
+
+    def requeue_reserved(self, worker_id: str, queue: str, item: bytes, status_key: str | None,
+                         status_packet: str | None, at_head: bool = False) -> None:
+        keys = [self.keys.worker(worker_id), self.keys.queue(queue), status_key or self.keys.status("-")]
+        self._requeue_reserved(keys=keys, args=[item, status_packet or "", "head" if at_head else "tail"])
+
+    def push_many(self, queue: str, items: Sequence[tuple[str, str | None, str | None]]) -> None:
+        """Bulk push in pipelines of ``defaults.BULK_BATCH``; each item is (payload, status key, packet)."""
+        qkey = self.keys.queue(queue)
+        for start in range(0, len(items), defaults.BULK_BATCH):
+            batch = items[start:start + defaults.BULK_BATCH]
+            pipe = self.redis.pipeline(transaction=True)
+            statuses = {k: p for _, k, p in batch if k is not None}
+            if statuses:
+                pipe.mset(statuses)
+            pipe.sadd(self.keys.queues, queue)
+            pipe.rpush(qkey, *[item for item, _, _ in batch])
+            pipe.execute()
+
+    def queue_names(self) -> list[str]:
+        return sorted(_text(name) for name in self.redis.smembers(self.keys.queues))
+
+    def queue_sizes(self, names: Iterable[str]) -> dict[str, int]:
+        names = list(names)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+        return dict(zip(names, pipe.execute()))
+
+    def queue_size(self, queue: str) -> int:
+        return int(self.redis.llen(self.keys.queue(queue)))
+
+    def peek(self, queue: str, start: int = 0, count: int = 1) -> list[bytes]:
+        if count <= 0:
+            return []
+        return list(self.redis.lrange(self.keys.queue(queue), start, start + count - 1))
+
+    def iter_queue(self, queue: str, page: int = 500) -> Iterator[bytes]:
+        """Walk a queue in pages; items added or removed meanwhile may be seen or skipped."""
+        start = 0
+        while True:
+            chunk = self.redis.lrange(self.keys.queue(queue), start, start + page - 1)
+            yield from chunk
+            if len(chunk) < page:
+                return
+            start += page
+
+    def remove_item(self, queue: str, item: bytes) -> int:
+        """LREM one exact item: atomic, and a no-op when a worker popped it first."""
+        return int(self.redis.lrem(self.keys.queue(queue), 1, item))
+
+    def delete_queue(self, queue: str) -> int:
+        """DEL the list and SREM it from ``queues``; returns how many jobs were dropped."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.llen(self.keys.queue(queue))
+        pipe.delete(self.keys.queue(queue))
+        pipe.srem(self.keys.queues, queue)
+        return int(pipe.execute()[0])
+
+    # -- reserving (worker) ------------------------------------------------------------------
+    def reserve(
+        self, queues: Sequence[str], worker_id: str, run_at: str, now: int, finished: Bookkeeping | None = None
+    ) -> tuple[str, bytes, int | None] | None:
+        """Atomically pop the first job in queue order and write the working-on record.
+
+        With ``finished``, the previous job's bookkeeping is applied first in the same call.
+        Returns (queue, item, status started) or None; raises :class:`AllPaused` while Ruby's
+        ``pause-all-workers`` is set (after applying ``finished``).
+        """
+        qkeys = [self.keys.queue(q) for q in queues]
+        qargs = [wire.encode_ruby(q) for q in queues]
+        if finished is None:
+            keys = qkeys + [self.keys.worker(worker_id), self.keys.pause_all]
+            found = self._reserve(keys=keys, args=[self.keys.ns, run_at, now, *qargs])
+        else:
+            keys = self._finish_keys(worker_id, finished.status_key) + qkeys + [self.keys.pause_all]
+            args = finished.args(self.final_status_ttl) + [self.keys.ns, run_at, now, *qargs]
+            found = self._finish_reserve(keys=keys, args=args)
+        if found is None:
+            return None
+        if int(found[0]) == -1:
+            raise AllPaused()
+        index, item, started = found
+        return queues[int(index) - 1], item, _started(started)
+
+    def blocking_reserve(self, queues: Sequence[str], timeout: float, worker_id: str) -> Reservation | None:
+        """BLPOP across the queues, then send the working-on record (RECORD_LUA) at once on the
+        same connection without waiting for its reply (see :class:`Reservation`).
+
+        Returns None when nothing came within ``timeout`` seconds.
+        """
+        pool = self.redis.connection_pool
+        connection = _get_connection(pool)
+        try:
+            connection.send_command("BLPOP", *[self.keys.queue(q) for q in queues], timeout)
+            found = connection.read_response()
+            if found is None:
+                pool.release(connection)
+                return None
+            key, item = found
+            queue = self.keys.queue_name_from_key(_text(key))
+            now = time.time()
+            run_at = wire.iso_z(now)
+            # EVAL, not EVALSHA: a server that lost its script cache must not fail a record
+            # whose reply we read only after the job has started.
+            connection.send_command("EVAL", RECORD_LUA, 1, self.keys.worker(worker_id), self.keys.ns, run_at,
+                                    int(now), wire.encode_ruby(queue), item)
+        except BaseException:
+            connection.disconnect()
+            pool.release(connection)
+            raise
+        return Reservation(queue, item, run_at, _PendingReply(pool, connection))
+
+    def finish_job(self, worker_id: str, finished: Bookkeeping) -> bool:
+        """The bookkeeping after a job: one round trip; safe to retry (see FINISH_LUA)."""
+        keys = self._finish_keys(worker_id, finished.status_key)
+        return bool(self._finish(keys=keys, args=finished.args(self.final_status_ttl)))
+
+    def _finish_keys(self, worker_id: str, status_key: str | None) -> list[str]:
+        k = self.keys
+        return [
+            k.worker(worker_id), k.stat("processed"), k.worker_stat("processed", worker_id),
+            status_key or k.status("-"), k.failed, k.stat("failed"), k.worker_stat("failed", worker_id),
+        ]
+
+    # -- job status --------------------------------------------------------------------------
+    def set_status(self, key: str, packet: str) -> None:
+        self.redis.set(key, packet)
+
+    def update_status(self, key: str, packet: str, ttl: int | None) -> bool:
+        return bool(self._update_status(keys=[key], args=[packet, "" if ttl is None else ttl]))
+
+    def get_status(self, key: str) -> bytes | None:
+        return self.redis.get(key)
+
+    def status_ttl(self, key: str) -> int:
+        return int(self.redis.ttl(key))
+
+    # -- workers -----------------------------------------------------------------------------
+    def register_worker(self, worker_id: str, started: str, heartbeat: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(self.keys.workers, worker_id)
+        pipe.set(self.keys.worker_started(worker_id), started)
+        pipe.hset(self.keys.heartbeats, worker_id, heartbeat)
+        pipe.execute()
+
+    def unregister_worker(
+        self, worker_id: str, failure_record: str | None = None, requeue: tuple[str, str] | None = None
+    ) -> None:
+        """Ruby's unregister pipeline, plus what becomes of a job still recorded as running."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        if failure_record is not None:
+            pipe.rpush(k.failed, failure_record)
+            pipe.incrby(k.stat("failed"), 1)
+        if requeue is not None:
+            queue, item = requeue
+            pipe.sadd(k.queues, queue)
+            pipe.lpush(k.queue(queue), item)  # back at the head: it was the next job to run
+        pipe.srem(k.workers, worker_id)
+        pipe.delete(k.worker(worker_id), k.worker_started(worker_id))
+        pipe.hdel(k.heartbeats, worker_id)
+        pipe.delete(k.worker_stat("processed", worker_id), k.worker_stat("failed", worker_id))
+        pipe.execute()
+
+    def worker_ids(self) -> list[str]:
+        return sorted(_text(w) for w in self.redis.smembers(self.keys.workers))
+
+    def working_on(self, worker_id: str) -> bytes | None:
+        return self.redis.get(self.keys.worker(worker_id))
+
+    def worker_details(self, worker_ids: Sequence[str]) -> list[tuple[bytes | None, bytes | None, bytes | None, int, int]]:
+        """Per worker: working-on record, started, heartbeat, processed, failed."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in worker_ids:
+            pipe.get(k.worker(wid))
+            pipe.get(k.worker_started(wid))
+            pipe.hget(k.heartbeats, wid)
+            pipe.get(k.worker_stat("processed", wid))
+            pipe.get(k.worker_stat("failed", wid))
+        out = pipe.execute()
+        rows = []
+        for i in range(len(worker_ids)):
+            job, started, beat, processed, failed = out[5 * i:5 * i + 5]
+            rows.append((job, started, beat, int(processed or 0), int(failed or 0)))
+        return rows
+
+    def heartbeat(self, worker_id: str) -> float:
+        """Write Redis ``TIME`` as ISO-8601 (Ruby's rule: the server clock, not ours)."""
+        now = self.server_time()
+        self.redis.hset(self.keys.heartbeats, worker_id, wire.iso_offset(now))
+        return now
+
+    def heartbeats(self) -> dict[str, str]:
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.keys.heartbeats).items()}
+
+    def drop_heartbeat(self, worker_id: str) -> None:
+        self.redis.hdel(self.keys.heartbeats, worker_id)
+
+    def server_time(self) -> float:
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
+
+    def take_prune_lock(self, worker_id: str, ttl: int = defaults.PRUNE_LOCK_TTL) -> bool:
+        return bool(self.redis.set(self.keys.prune_lock, worker_id, nx=True, ex=ttl))
+
+    def release_prune_lock(self, worker_id: str) -> None:
+        self._release_lock(keys=[self.keys.prune_lock], args=[worker_id])
+
+    def all_paused(self) -> bool:
+        value = self.redis.get(self.keys.pause_all)
+        return value is not None and _text(value).strip().lower() == "true"
+
+    def set_pause_all(self, paused: bool) -> None:
+        if paused:
+            self.redis.set(self.keys.pause_all, "true")
+        else:
+            self.redis.delete(self.keys.pause_all)
+
+    # -- stats -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        processed, failed = self.redis.mget(self.keys.stat("processed"), self.keys.stat("failed"))
+        return {"processed": int(processed or 0), "failed": int(failed or 0)}
+
+    # -- failed list -------------------------------------------------------------------------
+    def push_failure(self, record: str, worker_id: str | None = None) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(self.keys.failed, record)
+        pipe.incrby(self.keys.stat("failed"), 1)
+        if worker_id:
+            pipe.incrby(self.keys.worker_stat("failed", worker_id), 1)
+        pipe.execute()
+
+    def failed_count(self) -> int:
+        return int(self.redis.llen(self.keys.failed))
+
+    def failed_range(self, start: int, count: int) -> list[bytes]:
+        if count <= 0:
+            return []
+        return list(self.redis.lrange(self.keys.failed, start, start + count - 1))
+
+    def replace_failed(self, index: int, expected: bytes, replacement: str) -> bool:
+        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, replacement]))
+
+    def remove_failed(self, index: int, expected: bytes) -> bool:
+        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, ""]))
+
+    def find_failed(self, expected: bytes, page: int = 500) -> int | None:
+        """Index of the first failure record with exactly these bytes (LPOS; a scan before Redis 6.0.6)."""
+        try:
+            found = self.redis.lpos(self.keys.failed, expected)
+        except redis.ResponseError as exc:
+            if "unknown command" not in str(exc).lower():
+                raise
+        else:
+            return None if found is None else int(found)
+        start = 0
+        while True:
+            chunk = self.failed_range(start, page)
+            for offset, raw in enumerate(chunk):
+                if raw == expected:
+                    return start + offset
+            if len(chunk) < page:
+                return None
+            start += page
+
+    def clear_failed(self) -> int:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.llen(self.keys.failed)
+        pipe.delete(self.keys.failed)
+        return int(pipe.execute()[0])
+
+    def requeue_failed(self, index: int, expected: bytes, updated_record: str, queue: str, item: str,
+                       status_key: str | None, status_packet: str | None) -> bool:
+        """Mark a failure as retried and push its job again, only if the record is unchanged."""
+        keys = [self.keys.failed, self.keys.queues, self.keys.queue(queue), status_key or self.keys.status("-")]
+        args: list[Any] = [index, expected, updated_record, queue, item, status_packet if status_key else ""]
+        return bool(self._requeue_failed(keys=keys, args=args))
+
+    # == operator views and the supervising master (ops.py, master.py) =========================
+    def registered(self, worker_ids: Sequence[str]) -> list[bool]:
+        """Which of these ids are members of ``workers`` (the master's "has it started?")."""
+        if not worker_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for wid in worker_ids:
+            pipe.sismember(self.keys.workers, wid)
+        return [bool(flag) for flag in pipe.execute()]
+
+    def queue_heads(self, names: Sequence[str]) -> list[tuple[int, bytes | None]]:
+        """Per queue: its length and its first (oldest) item, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+            pipe.lindex(self.keys.queue(name), 0)
+        out = pipe.execute()
+        return [(int(out[2 * i]), out[2 * i + 1]) for i in range(len(names))]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _started(value: Any) -> int | None:
+    if value in (None, False, 0):
+        return None
+    return int(value)

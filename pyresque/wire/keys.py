@@ -1,0 +1,147 @@
+"""The only place Redis key names are spelled.
+
+Every key Resque, php-resque and resque-scheduler share is built here, with the namespace
+applied as both of them apply it: ``PREFIX=myapp`` and ``PREFIX=myapp:`` both give ``myapp:``,
+and an empty prefix gives bare keys (php-resque's ``Resque_Redis::prefix``).
+"""
+
+from __future__ import annotations
+
+from .. import defaults
+
+
+def normalise_namespace(prefix: str | None) -> str:
+    """Return the physical key prefix for a configured namespace."""
+    if prefix is None:
+        prefix = defaults.NAMESPACE
+    if prefix == "" or prefix.endswith(":"):
+        return prefix
+    return prefix + ":"
+
+
+class Keys:
+    """Key names under one namespace (``resque:`` unless configured otherwise)."""
+
+    __slots__ = ("ns",)
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self.ns = normalise_namespace(prefix)
+
+    def __repr__(self) -> str:
+        return f"Keys({self.ns!r})"
+
+    # -- queues -----------------------------------------------------------------------------
+    @property
+    def queues(self) -> str:
+        """Set of known queue names (never pruned when a queue empties, as in Resque)."""
+        return self.ns + "queues"
+
+    def queue(self, name: str) -> str:
+        return f"{self.ns}queue:{name}"
+
+    def queue_name_from_key(self, key: str) -> str:
+        """Invert :meth:`queue` (BLPOP answers with the physical key)."""
+        return key[len(self.ns) + len("queue:"):]
+
+    # -- php-resque job status ---------------------------------------------------------------
+    def status(self, job_id: str, status_prefix: str = "") -> str:
+        """php-resque's ``job:<id>:status``; ``job:<prefix>_<id>:status`` when the payload has one."""
+        if status_prefix:
+            return f"{self.ns}job:{status_prefix}_{job_id}:status"
+        return f"{self.ns}job:{job_id}:status"
+
+    def job_pid(self, job_id: str) -> str:
+        """php-resque v1.3.6's ``job:<id>:pid`` (we clean it up; we never need to write it)."""
+        return f"{self.ns}job:{job_id}:pid"
+
+    # -- workers -----------------------------------------------------------------------------
+    @property
+    def workers(self) -> str:
+        return self.ns + "workers"
+
+    def worker(self, worker_id: str) -> str:
+        """The working-on record, present only while the worker runs a job."""
+        return f"{self.ns}worker:{worker_id}"
+
+    def worker_started(self, worker_id: str) -> str:
+        return f"{self.ns}worker:{worker_id}:started"
+
+    @property
+    def heartbeats(self) -> str:
+        """Ruby's ``workers:heartbeat`` hash: worker id -> ISO-8601 of Redis ``TIME``."""
+        return self.ns + "workers:heartbeat"
+
+    @property
+    def prune_lock(self) -> str:
+        return self.ns + "pruning_dead_workers_in_progress"
+
+    @property
+    def pause_all(self) -> str:
+        """Ruby's ``pause-all-workers`` flag (``"true"`` pauses every worker)."""
+        return self.ns + "pause-all-workers"
+
+    # -- stats and failures ------------------------------------------------------------------
+    def stat(self, name: str) -> str:
+        return f"{self.ns}stat:{name}"
+
+    def worker_stat(self, name: str, worker_id: str) -> str:
+        return f"{self.ns}stat:{name}:{worker_id}"
+
+    @property
+    def failed(self) -> str:
+        return self.ns + "failed"
+
+    # -- resque-scheduler --------------------------------------------------------------------
+    @property
+    def delayed_schedule(self) -> str:
+        """Zset of due times: member = score = the integer epoch second, as a string."""
+        return self.ns + "delayed_queue_schedule"
+
+    def delayed(self, timestamp: int | str) -> str:
+        """List of ``{"class","args","queue"}`` items due at ``timestamp`` (RPUSH order)."""
+        return f"{self.ns}delayed:{timestamp}"
+
+    def delayed_member(self, timestamp: int | str) -> str:
+        """The member resque-scheduler stores in ``timestamps:<json>`` sets (no namespace)."""
+        return f"delayed:{timestamp}"
+
+    def delayed_payloads(self, timestamp: int | str) -> str:
+        """pyresque's side hash for the bucket ``delayed:<ts>``: exact item bytes -> JSON list of the
+        full payloads (with ``id``) to push for the copies of that item, oldest first.
+
+        Not under ``delayed:`` on purpose: php-resque's ``removeDelayed`` runs ``LREM`` on every
+        ``delayed:*`` key and would fail with WRONGTYPE on a hash there.
+        """
+        return f"{self.ns}pyresque:delayed:{timestamp}"
+
+    @property
+    def last_enqueued_at(self) -> str:
+        """Hash schedule name -> Ruby ``Time#to_s`` of its last recurring enqueue."""
+        return self.ns + "delayed:last_enqueued_at"
+
+    @property
+    def persistent_schedules(self) -> str:
+        """Hash schedule name -> JSON config (``class``, ``queue``, ``cron``/``every``, ``args``)."""
+        return self.ns + "persistent_schedules"
+
+    @property
+    def schedules_changed(self) -> str:
+        """Set of schedule names changed since the master scheduler last reloaded them."""
+        return self.ns + "schedules_changed"
+
+    def timestamps(self, encoded_item: str) -> str:
+        return f"{self.ns}timestamps:{encoded_item}"
+
+    @property
+    def scheduler_lock(self) -> str:
+        """resque-scheduler's master lock: the namespace really does appear twice."""
+        return self.ns + "resque:resque_scheduler_master_lock"
+
+    # -- pyresque's job policies (no Resque equivalent) -------------------------------------
+    def unique_lock(self, digest: str) -> str:
+        """Held from enqueue until the job's final outcome (or its TTL) for ``@unique`` classes."""
+        return f"{self.ns}pyresque:unique:{digest}"
+
+    def concurrency_slots(self, job_class: str) -> str:
+        """Zset of running jobs of a ``@limit_concurrency`` class: member = worker id, score = lease end."""
+        return f"{self.ns}pyresque:concurrency:{job_class}"

@@ -1,0 +1,383 @@
+"""Every JSON document on the wire, and the time formats inside them.
+
+Writers produce the exact bytes the vectors in ``shared/compat`` show: php-resque v1.3.6's job
+payload (``class, args, id, prefix, queue_time`` in that order, ``json_encode`` escaping) and
+Ruby Resque's worker keys and failure records. Readers accept every shape the vectors contain:
+Ruby payloads without ``id``, chrisboulton payloads without ``prefix``, ``"args":[null]``,
+``\\/`` and ``\\uXXXX`` escapes, and status packets without ``started``/``result``.
+
+Where php-resque and Ruby differ, pyresque writes Ruby's format for the worker keys and failure
+records, because resque-web (a Ruby program) is their only reader and php-resque never parses
+them; and php-resque's format for job payloads and status packets, because php-resque's status
+API is their main consumer and Ruby ignores the extra keys.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, NamedTuple, Sequence
+
+from ..exceptions import InvalidPayload, InvalidQueueName, InvalidStatus
+
+# -- status codes (php-resque's Resque_Job_Status constants) ---------------------------------
+WAITING = 1
+RUNNING = 2
+FAILED = 3
+COMPLETE = 4
+STATUS_NAMES = {WAITING: "waiting", RUNNING: "running", FAILED: "failed", COMPLETE: "complete"}
+FINAL_STATUSES = (FAILED, COMPLETE)
+
+_COMPACT = (",", ":")
+# Built once: json.dumps with non-default options builds a new encoder on every call.
+_PHP_ENCODER = json.JSONEncoder(separators=_COMPACT, ensure_ascii=True, allow_nan=False)
+_RUBY_ENCODER = json.JSONEncoder(separators=_COMPACT, ensure_ascii=False, allow_nan=False)
+
+
+# -- JSON encoders ----------------------------------------------------------------------------
+def encode_php(obj: Any) -> str:
+    """Encode like PHP's ``json_encode``: compact, ``\\uXXXX`` for non-ASCII, ``/`` as ``\\/``.
+
+    ``/`` only ever occurs inside JSON strings, so replacing it in the output is exact.
+    """
+    return _PHP_ENCODER.encode(obj).replace("/", "\\/")
+
+
+def encode_ruby(obj: Any) -> str:
+    """Encode like Ruby's JSON/MultiJson: compact, raw UTF-8, ``/`` unescaped."""
+    return _RUBY_ENCODER.encode(obj)
+
+
+def new_job_id() -> str:
+    """A php-resque-shaped id: 32 lowercase hex characters."""
+    return binascii.hexlify(os.urandom(16)).decode("ascii")
+
+
+def validate_queue_name(name: Any) -> str:
+    """Return ``name`` if Resque's key layout can carry it, else raise :class:`InvalidQueueName`."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidQueueName(f"invalid queue name {name!r}: it must be a non-empty string")
+    if name != name.strip():
+        raise InvalidQueueName(f"invalid queue name {name!r}: leading or trailing whitespace")
+    if "," in name:
+        raise InvalidQueueName(f"invalid queue name {name!r}: ',' separates queues in worker ids")
+    if any(ord(ch) < 32 for ch in name):
+        raise InvalidQueueName(f"invalid queue name {name!r}: control characters")
+    return name
+
+
+# -- job payload ------------------------------------------------------------------------------
+def build_payload(
+    job_class: str,
+    args: Sequence[Any],
+    job_id: str | None,
+    status_prefix: str = "",
+    queue_time: float | None = None,
+) -> dict[str, Any]:
+    """The php-resque v1.3.6 payload, keys in its order. ``job_id=None`` gives Ruby's shape."""
+    if not isinstance(job_class, str) or not job_class:
+        raise InvalidPayload(f"job class must be a non-empty string, got {job_class!r}")
+    if job_id is None:
+        return {"class": job_class, "args": list(args)}
+    return {
+        "class": job_class,
+        "args": list(args),
+        "id": job_id,
+        "prefix": status_prefix,
+        "queue_time": round(time.time() if queue_time is None else queue_time, 6),
+    }
+
+
+def encode_payload(payload: dict[str, Any]) -> str:
+    try:
+        return encode_php(payload)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"job arguments are not JSON-serialisable: {exc}") from None
+
+
+def decode_payload(raw: bytes | str) -> dict[str, Any]:
+    """Parse a queue item, raising :class:`InvalidPayload` with the precise reason."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload(f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = raw
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise InvalidPayload(f"payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidPayload(f"payload is a JSON {type(payload).__name__}, not an object")
+    job_class = payload.get("class")
+    if not isinstance(job_class, str) or not job_class:
+        raise InvalidPayload("payload has no 'class' string")
+    args = payload.get("args")
+    if args is None:
+        payload["args"] = []  # Ruby: missing or nil args become []
+    elif not isinstance(args, list):
+        raise InvalidPayload(f"payload 'args' is a JSON {type(args).__name__}, not a list")
+    return payload
+
+
+def raw_payload_record(raw: bytes | str) -> dict[str, Any]:
+    """What a failure record keeps of an item that is not a payload: its exact content."""
+    if isinstance(raw, str):
+        return {"raw": raw}
+    try:
+        return {"raw": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"raw": raw.decode("utf-8", "backslashreplace"), "raw_base64": binascii.b2a_base64(raw, newline=False).decode()}
+
+
+def attempt_of(payload: dict[str, Any]) -> int:
+    """Which run of the job this is (1 for the first); pyresque's ``attempt`` key."""
+    value = payload.get("attempt")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def for_retry(
+    payload: dict[str, Any], failed_attempt: int, exception: str, error: str, when: float | None = None
+) -> dict[str, Any]:
+    """The payload of the next run: ``attempt`` + 1 and the failure appended to ``retry_history``.
+
+    Both keys come after php-resque's, which php-resque and Ruby ignore (Ruby's requeue drops them).
+    """
+    history = payload.get("retry_history")
+    history = list(history) if isinstance(history, list) else []
+    history.append({"attempt": failed_attempt, "failed_at": failed_at(when), "exception": exception, "error": error})
+    nxt = {k: v for k, v in payload.items() if k not in ("attempt", "retry_history")}
+    nxt["attempt"] = failed_attempt + 1
+    nxt["retry_history"] = history
+    return nxt
+
+
+def php_args(args: list[Any]) -> Any:
+    """What php-resque hands a job as ``$this->args``: the single argument, else the whole list."""
+    if len(args) == 1:
+        return args[0]
+    return args
+
+
+# -- status packet ----------------------------------------------------------------------------
+class StatusPacket(NamedTuple):
+    status: int
+    updated: int | None
+    started: int | None
+    result: Any
+
+    @property
+    def name(self) -> str:
+        return STATUS_NAMES.get(self.status, f"unknown({self.status})")
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+def encode_status(status: int, updated: int, started: int | None, result: Any = None) -> str:
+    """php-resque v1.3.6's packet ``{"status","updated","started","result"}`` in that order."""
+    return encode_status_json(status, updated, started, encode_result(result))
+
+
+def encode_status_json(status: int, updated: int, started: int | None, result_json: str) -> str:
+    """The same packet with the result already encoded (the child encodes it, the parent writes)."""
+    return (
+        f'{{"status":{int(status)},"updated":{int(updated)},'
+        f'"started":{"null" if started is None else int(started)},"result":{result_json}}}'
+    )
+
+
+def encode_result(result: Any) -> str:
+    """JSON for a ``perform()`` return value; anything JSON cannot carry is stored as its repr."""
+    try:
+        return encode_php(result)
+    except (TypeError, ValueError):
+        try:
+            text = repr(result)
+        except Exception as exc:  # a broken __repr__ must not lose the status update
+            text = f"<unrepresentable {type(result).__name__}: {type(exc).__name__}>"
+        return encode_php({"unserialisable": type(result).__name__, "repr": text[:2000]})
+
+
+def decode_status(raw: bytes | str) -> StatusPacket:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidStatus(f"status packet is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("status"), int) or isinstance(data.get("status"), bool):
+        raise InvalidStatus(f"status packet has no integer 'status': {raw!r}")
+    return StatusPacket(data["status"], _int_or_none(data.get("updated")), _int_or_none(data.get("started")), data.get("result"))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# -- worker ids -------------------------------------------------------------------------------
+#: php-resque v1.3.6's DirtyExit message for a job killed by a signal (vectors s_signal_term)
+DIRTY_EXIT_ABNORMAL = "Job exited abnormally"
+
+#: marks a thread slot's entry at the end of a worker id's queue list (``host:pid:q1,q2,@3``)
+SLOT_MARK = "@"
+
+
+class WorkerId(NamedTuple):
+    """``host:pid:q1,q2``, and for one slot of a threaded worker ``host:pid:q1,q2,@<slot>``.
+
+    Resque's ids are one per process; a threaded worker registers one id per slot. The slot
+    rides in the queue list because both neighbours read that field as free text: php-resque
+    and Ruby only match the host and the pid (a live pid keeps every slot), and Ruby's
+    same-queues check then leaves the slots alone; Ruby's heartbeat expiry still applies.
+    """
+
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    slot: int | None = None
+
+    def __str__(self) -> str:
+        queues = ",".join(self.queues)
+        if self.slot is not None:
+            queues += f",{SLOT_MARK}{self.slot}"
+        return f"{self.host}:{self.pid}:{queues}"
+
+
+def parse_worker_id(worker_id: str) -> WorkerId | None:
+    """Split ``host:pid:q1,q2`` as Resque does (``split(':', 3)``); ``None`` if it is not one."""
+    parts = worker_id.split(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    queues = parts[2].split(",")
+    slot = None
+    last = queues[-1]
+    if len(queues) > 1 and last.startswith(SLOT_MARK) and last[1:].isdigit():
+        slot = int(last[1:])
+        queues.pop()
+    return WorkerId(parts[0], int(parts[1]), tuple(queues), slot)
+
+
+# -- times ------------------------------------------------------------------------------------
+def _utc(t: float | None) -> datetime:
+    return datetime.fromtimestamp(time.time() if t is None else t, tz=timezone.utc)
+
+
+def ruby_time(t: float | None = None) -> str:
+    """Ruby's ``Time#to_s`` in UTC, used for ``worker:<id>:started``: ``2026-11-22 04:39:03 +0000``."""
+    return _utc(t).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+def iso_z(t: float | None = None) -> str:
+    """``Time.now.utc.iso8601`` for ``run_at``: ``2026-11-22T04:39:10Z``."""
+    return _utc(t).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_offset(t: float | None = None) -> str:
+    """``Time#iso8601`` with an offset, for heartbeats: ``2026-11-22T04:39:03+00:00``."""
+    return _utc(t).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def failed_at(t: float | None = None) -> str:
+    """Ruby's failure time ``%Y/%m/%d %H:%M:%S UTC``; resque-web and Ruby's requeue use it too."""
+    return _utc(t).strftime("%Y/%m/%d %H:%M:%S UTC")
+
+
+_TIME_FORMATS = (
+    "%Y/%m/%d %H:%M:%S %Z",  # Ruby failed_at / retried_at
+    "%Y/%m/%d %H:%M:%S",  # RedisMultiQueue / resque-retry (no zone)
+    "%Y-%m-%d %H:%M:%S %z",  # Ruby Time#to_s
+    "%a %b %d %H:%M:%S %Z %Y",  # chrisboulton strftime
+)
+
+
+def parse_time(text: str) -> float | None:
+    """Read any time format the vectors contain; ``None`` if it is none of them."""
+    text = text.strip()
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    for fmt in _TIME_FORMATS:
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    return None
+
+
+# -- worker records ---------------------------------------------------------------------------
+def expected_working_on(queue: str, run_at: str, item: bytes) -> str:
+    """The record the reserve script writes for a JSON item (it embeds the item's bytes)."""
+    try:
+        json.loads(item)
+    except ValueError:
+        return ""  # the script wrote it as a JSON string: let the retry guard fall back to existence
+    try:
+        return encode_working_on(queue, run_at, item.decode("utf-8"))
+    except UnicodeDecodeError:
+        return ""
+
+
+def encode_working_on(queue: str, run_at: str, raw_payload: str) -> str:
+    """``worker:<id>`` = ``{"queue","run_at","payload"}`` with the payload's bytes kept as popped."""
+    return f'{{"queue":{encode_ruby(queue)},"run_at":{encode_ruby(run_at)},"payload":{raw_payload}}}'
+
+
+@dataclass
+class WorkingOn:
+    queue: str
+    run_at: str
+    payload: Any
+
+
+def decode_working_on(raw: bytes | str) -> WorkingOn | None:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return WorkingOn(str(data.get("queue", "")), str(data.get("run_at", "")), data.get("payload"))
+
+
+# -- failure records --------------------------------------------------------------------------
+def build_failure(
+    payload: Any,
+    exception: str,
+    error: str,
+    backtrace: Sequence[str],
+    worker: str,
+    queue: str,
+    when: float | None = None,
+) -> dict[str, Any]:
+    """Resque's failure record, keys in the order every implementation writes them."""
+    return {
+        "failed_at": failed_at(when),
+        "payload": payload,
+        "exception": exception,
+        "error": error,
+        "backtrace": [str(line) for line in backtrace],
+        "worker": worker,
+        "queue": queue,
+    }
+
+
+def encode_failure(record: dict[str, Any]) -> str:
+    return encode_ruby(record)
+
+
+def decode_failure(raw: bytes | str) -> dict[str, Any] | None:
+    """A failure record as a dict, or ``None`` when it is not a JSON object (listed as raw)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

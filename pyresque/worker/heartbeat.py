@@ -1,0 +1,175 @@
+"""Heartbeats and dead-worker pruning, under Ruby's cluster-wide lock.
+
+A worker is dead when (a) its ``workers:heartbeat`` entry is older than the prune interval
+(any host; Ruby's rule), or (b) it is on this host and its pid is gone, or is not a Resque-titled
+process (psutil). Workers on other hosts that never heartbeat (php-resque, old Ruby) are left
+alone. A dead worker's in-flight job, read from its ``worker:<id>`` record, is failed with a
+DirtyExit record and status FAILED, or put back at the head of its queue when its job class set
+``requeue_on_dirty_exit = True`` (for idempotent jobs).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+from .. import defaults
+from ..exceptions import JobClassNotFound
+from ..jobs.resolver import JobResolver
+from ..process.liveness import process_is_resque
+from ..store.datastore import DataStore
+from ..wire import payload as wire
+
+
+class Pruner:
+    def __init__(
+        self,
+        store: DataStore,
+        worker_id: str,
+        hostname: str,
+        resolver: JobResolver | None = None,
+        prune_interval: float = defaults.PRUNE_INTERVAL,
+        log: Any = None,
+        is_alive: Callable[[int], bool] = process_is_resque,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.hostname = hostname
+        self.resolver = resolver or JobResolver()
+        self.prune_interval = prune_interval
+        self.log = log
+        self.is_alive = is_alive
+
+    def prune(self) -> list[str]:
+        """Prune dead workers if this worker wins the lock; returns the ids pruned."""
+        if not self.store.take_prune_lock(self.worker_id):
+            return []
+        try:
+            return self._prune_locked()
+        finally:
+            self.store.release_prune_lock(self.worker_id)
+
+    def _prune_locked(self) -> list[str]:
+        pruned: list[str] = []
+        now = self.store.server_time()
+        registered = set(self.store.worker_ids())
+        for wid, beat in self.store.heartbeats().items():
+            if wid == self.worker_id:
+                continue
+            beat_time = wire.parse_time(beat)
+            if beat_time is None or now - beat_time > self.prune_interval:
+                self.prune_worker(wid, heartbeat_expired=True)
+                pruned.append(wid)
+        for wid in sorted(registered - set(pruned)):
+            if wid == self.worker_id:
+                continue
+            parsed = wire.parse_worker_id(wid)
+            if parsed is None or parsed.host != self.hostname or self.is_alive(parsed.pid):
+                continue
+            self.prune_worker(wid, heartbeat_expired=False)
+            pruned.append(wid)
+        return pruned
+
+    def prune_worker(self, wid: str, heartbeat_expired: bool) -> None:
+        raw = self.store.working_on(wid)
+        failure = requeue = None
+        record = wire.decode_working_on(raw) if raw is not None else None
+        if record is not None and isinstance(record.payload, dict):
+            job_class = str(record.payload.get("class", "<Unknown Job>"))
+            if self._requeue_allowed(job_class):
+                requeue = (record.queue, wire.encode_payload(record.payload))
+            else:
+                message = (f"Worker {wid} did not gracefully exit while processing {job_class}" if heartbeat_expired
+                           else "Job still being processed")
+                failure = wire.encode_failure(wire.build_failure(
+                    record.payload, "pyresque.DirtyExit", message, [], wid, record.queue))
+            self.set_status(record.payload, wire.WAITING if requeue else wire.FAILED)
+        self.store.unregister_worker(wid, failure_record=failure, requeue=requeue)
+        if self.log is not None:
+            self.log.warning("pruned dead worker", dead_worker=wid, job=record.payload if record else None,
+                             requeued=requeue is not None, heartbeat_expired=heartbeat_expired)
+
+    def _requeue_allowed(self, job_class: str) -> bool:
+        try:
+            target = self.resolver.resolve(job_class)
+        except JobClassNotFound:
+            return False
+        return bool(getattr(target, "requeue_on_dirty_exit", False))
+
+    def set_status(self, payload: dict[str, Any], status: int) -> None:
+        """Set a tracked job's status (php's rule: only if its key exists), keeping ``started``."""
+        job_id = payload.get("id")
+        if not isinstance(job_id, str):
+            return
+        prefix = payload.get("prefix")
+        prefix = prefix if isinstance(prefix, str) else ""
+        key = self.store.keys.status(job_id, prefix)
+        current = self.store.get_status(key)
+        started = None
+        if current is not None:
+            try:
+                started = wire.decode_status(current).started
+            except ValueError:
+                started = None
+        now = int(time.time())
+        ttl = self.store.final_status_ttl if status in wire.FINAL_STATUSES else None
+        self.store.update_status(key, wire.encode_status(status, now, started or now), ttl)
+
+
+class BusyBeat:
+    """Beats from a thread while a job runs in the worker's own thread (inline mode).
+
+    No worker loop runs during such a job, and after the prune interval any prune (a neighbour's,
+    Ruby's) would take the busy worker for dead: fail its job and unregister it. Ruby's worker
+    beats from a thread for the same reason. ``with beat:`` around the job; ``stop()`` before
+    unregistering, so that no beat lands after it.
+    """
+
+    def __init__(self, beat: Callable[[], object], interval: float) -> None:
+        self.beat = beat
+        self.interval = interval
+        self.busy = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> BusyBeat:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pyresque-heartbeat", daemon=True)
+            # started with every signal blocked (a thread inherits the mask): POSIX may deliver a
+            # signal to any thread not blocking it, and it must wake the main thread, which runs
+            # the job (the SIGALRM time limit interrupts a sleep there)
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            try:
+                self._thread.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        self.busy = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.busy = False
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            if self.busy:
+                try:
+                    self.beat()
+                except Exception:  # Redis away: the worker's loop deals with outages
+                    pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def describe_heartbeat(value: str | None, now: float) -> str:
+    if value is None:
+        return "never"
+    t = wire.parse_time(value)
+    return "unreadable" if t is None else f"{max(0, int(now - t))}s ago"
+
+
+__all__ = ["BusyBeat", "Pruner", "describe_heartbeat"]
