@@ -11,7 +11,8 @@ import click
 from .. import defaults, log
 from ..exceptions import ConfigurationError
 from ..jobs.resolver import JobResolver, is_file_include, load_include
-from ..worker.worker import Worker, WorkerOptions
+from ..worker.options import WorkerOptions
+from ..worker.worker import Worker
 from .common import UsageProblem, handle_errors, open_resque
 
 _OFF = ("", "0", "false", "no", "off")

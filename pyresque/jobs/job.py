@@ -26,10 +26,11 @@ beforePerform, a before hook or ``setUp`` skips the job without failing it. On a
 from __future__ import annotations
 
 import inspect
+import signal
 from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
-from ..exceptions import DontPerform
+from ..exceptions import DontPerform, JobTimeout
 from ..wire import payload as wire
 from . import hooks
 
@@ -229,3 +230,20 @@ def _on_failure(job: Job, target: Any, exc: BaseException) -> None:
         hooks.trigger("onFailure", exc, job)
     except Exception:
         pass
+
+
+def run_with_time_limit(job: Job, target: Any, limit: float | None) -> Outcome:
+    """:func:`run` in this process (inline mode); a time limit interrupts the job with SIGALRM."""
+    if not limit:
+        return run(job, target)
+
+    def expired(signum: int, frame: Any) -> None:
+        raise JobTimeout(f"Job exceeded its time limit of {limit:g}s and was interrupted")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return run(job, target)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -24,6 +24,7 @@ import redis
 from .. import defaults
 from ..exceptions import ConfigurationError
 from ..log import get_logger
+from ..process.pidfile import remove_pidfile, write_pidfile
 from ..process.signal_inbox import SignalInbox
 from ..store.connection import RedisSettings
 from ..store.datastore import DataStore
@@ -179,7 +180,7 @@ class Master:
         procline.master("starting")
         self.inbox.install()
         try:
-            self._write_pidfile()
+            write_pidfile(self.pidfile)
             self.log.info("master started", groups=self.config.groups, pidfile=self.pidfile)
             while True:
                 self._handle_signals()
@@ -484,24 +485,9 @@ class Master:
             self._title = title
 
     def _teardown(self) -> None:
-        self._remove_pidfile()
+        remove_pidfile(self.pidfile)
         self.inbox.close()
         self.log.info("master stopped")
-
-    def _write_pidfile(self) -> None:
-        if self.pidfile:
-            try:
-                with open(self.pidfile, "w") as handle:
-                    handle.write(f"{self.pid}\n")
-            except OSError as exc:
-                raise ConfigurationError(f"could not write PIDFILE {self.pidfile}: {exc.strerror}") from None
-
-    def _remove_pidfile(self) -> None:
-        if self.pidfile:
-            try:
-                os.unlink(self.pidfile)
-            except OSError:
-                pass
 
 
 def _same_dir(a: str, b: str) -> bool:

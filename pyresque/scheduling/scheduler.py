@@ -23,8 +23,8 @@ from typing import Any
 import redis
 
 from .. import defaults
-from ..exceptions import ConfigurationError
 from ..log import get_logger
+from ..process.pidfile import remove_pidfile, write_pidfile
 from ..process.signal_inbox import SignalInbox
 from ..queue import Resque
 from ..store.outage import Outage
@@ -107,7 +107,7 @@ class Scheduler:
         if self.options.schedule_file:
             self.static = load_schedule_file(self.options.schedule_file)
         self.inbox.install()
-        self._write_pidfile()
+        write_pidfile(self.options.pidfile)
         self.log.info("scheduler started", interval=self.options.interval, lock_ttl=self.options.lock_ttl,
                       static_schedules=sorted(self.static), dynamic=self.options.dynamic)
         try:
@@ -246,21 +246,9 @@ class Scheduler:
         except _REDIS_DOWN as exc:
             self.outage.down(exc)
         self.master = False
-        if self.options.pidfile:
-            try:
-                os.unlink(self.options.pidfile)
-            except OSError:
-                pass
+        remove_pidfile(self.options.pidfile)
         self.inbox.close()
         self.log.info("scheduler stopped")
-
-    def _write_pidfile(self) -> None:
-        if self.options.pidfile:
-            try:
-                with open(self.options.pidfile, "w") as handle:
-                    handle.write(f"{self.pid}\n")
-            except OSError as exc:
-                raise ConfigurationError(f"could not write PIDFILE {self.options.pidfile}: {exc.strerror}") from None
 
 
 def _json(raw: bytes) -> Any:

@@ -135,6 +135,21 @@ def raw_payload_record(raw: bytes | str) -> dict[str, Any]:
         return {"raw": raw.decode("utf-8", "backslashreplace"), "raw_base64": binascii.b2a_base64(raw, newline=False).decode()}
 
 
+def readable_payload(item: bytes) -> dict[str, Any]:
+    """What a failure record keeps of an item a worker could not run: its raw content, plus its
+    php-resque ``id``/``prefix`` when they can be read (so its status is finalised too)."""
+    record = raw_payload_record(item)
+    try:
+        doc = json.loads(item)
+    except (ValueError, UnicodeDecodeError):
+        return record
+    if isinstance(doc, dict):
+        for key in ("class", "id", "prefix"):
+            if isinstance(doc.get(key), str):
+                record[key] = doc[key]
+    return record
+
+
 def attempt_of(payload: dict[str, Any]) -> int:
     """Which run of the job this is (1 for the first); pyresque's ``attempt`` key."""
     value = payload.get("attempt")

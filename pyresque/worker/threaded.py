@@ -43,11 +43,13 @@ from .. import defaults, log
 from ..exceptions import ConfigurationError, DirtyExit, JobTerminated, JobTimeout
 from ..jobs import job as jobmod
 from ..jobs.resolver import JobResolver
+from ..process.pidfile import remove_pidfile, write_pidfile
 from ..queue import Resque
 from ..wire import payload as wire
 from ..wire import procline
 from . import signals
-from .worker import _REDIS_DOWN, Worker, WorkerOptions
+from .options import WorkerOptions
+from .worker import _REDIS_DOWN, Worker
 
 KILLED = wire.DIRTY_EXIT_ABNORMAL
 
@@ -212,13 +214,13 @@ class ThreadedWorker(Worker):
         self.inbox.install()
         signals.accept_deferred()
         try:
-            self._write_pidfile()
+            write_pidfile(self.options.pidfile)
             if self._until_redis(self._startup):
                 self._supervise()
         finally:
             self._stop_all()
             self._safe_event("workerExit", self)
-            self._remove_pidfile()
+            remove_pidfile(self.options.pidfile)
             self.inbox.close()
             self.log.info("worker stopped")
             log.flush()

@@ -1,77 +1,40 @@
-"""The worker parent: register, reserve, fork, monitor, book-keep, unregister.
+"""The worker's job loop: register, reserve, run, book-keep, unregister.
 
-See :class:`Worker` for the lifecycle and :mod:`pyresque.worker.signals` for the signal contract.
+See :class:`Worker` for the lifecycle, :mod:`.supervisor` for how a forked job is run and
+watched, and :mod:`pyresque.worker.signals` for the signal contract.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import os
-import select
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import redis
 
 from .. import defaults
-from ..exceptions import ConfigurationError, DirtyExit, InvalidPayload, JobClassNotFound, JobTimeout
+from ..exceptions import DirtyExit, InvalidPayload, JobClassNotFound
 from ..jobs import hooks, policies
 from ..jobs import job as jobmod
 from ..jobs.resolver import JobResolver
 from ..log import get_logger
 from ..process.memory import give_back_free_memory
+from ..process.pidfile import remove_pidfile, write_pidfile
 from ..process.signal_inbox import SignalInbox
 from ..queue import Resque
 from ..store.datastore import AllPaused, Bookkeeping, Reservation
 from ..store.outage import Outage
 from ..wire import payload as wire
 from ..wire import procline
-from . import horse, signals
-from .forking_helper import Zygote, ZygoteGone
+from . import signals
 from .heartbeat import BusyBeat, Pruner
+from .options import WorkerOptions
+from .queues import QueueSelection
+from .supervisor import ChildSupervisor
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
-_GLOB = set("*?[")
-
-
-@dataclass
-class WorkerOptions:
-    """How one worker behaves; the CLI fills it from php-resque/Ruby environment variables."""
-
-    interval: float = defaults.INTERVAL  # 0 = burst: exit once the queues are empty
-    blocking: bool = False
-    fork: bool = True
-    term_child: bool = False
-    graceful_term: bool = False
-    term_timeout: float = defaults.TERM_TIMEOUT
-    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
-    prune_interval: float = defaults.PRUNE_INTERVAL
-    pidfile: str | None = None
-    #: default time limit in seconds for jobs whose class sets none (None = no limit)
-    job_timeout: float | None = None
-    #: fork the next job's child while the current job runs (fork mode)
-    prefork: bool = True
-    #: jobs one child serves before it is replaced (1 = a fresh process per job)
-    fork_every: int = 1
-    #: replace a child (after its job) once its RSS passes this many MiB; 0 = no ceiling
-    max_child_memory_mb: float = 0
-    #: when set, the forking helper is a fresh interpreter that loads only these includes
-    #: (``APP_INCLUDE``) instead of a fork of this worker: half the memory, faster forks; job
-    #: classes and child-side listeners must then come from the includes (the CLI's case)
-    helper_includes: tuple[str, ...] | None = None
-    #: pid of the supervising master; when this worker's parent is no longer it (the master
-    #: died), the worker finishes its job and exits instead of running unsupervised forever.
-    supervisor_pid: int | None = None
-    #: jobs in flight at once, one per thread slot (threaded mode, :mod:`pyresque.worker.threaded`)
-    threads: int = 1
-    #: seconds without a job after which the forking helper (a fresh interpreter: see
-    #: ``helper_includes``) exits to give back its memory; the next job starts a new one
-    #: (~50 ms). 0 = keep it for the worker's life.
-    helper_idle: float = defaults.HELPER_IDLE
 
 
 class Worker:
@@ -87,9 +50,10 @@ class Worker:
        (BLOCKING mode: BLPOP, then that record at once; see README for the window left).
     3. **decode and resolve** the payload in the parent: a bad payload or unknown class is
        failed right here, with the reason, without a fork.
-    4. **fork**: the child runs the job and reports its outcome over a pipe; it never touches
-       Redis. The parent blocks in ``select`` on the child's pidfd, the pipe and the signal
-       wakeup fd (no sleep-polling), beating its heartbeat meanwhile.
+    4. **run**: in fork modes the :class:`~.supervisor.ChildSupervisor` hands the job to a
+       child, which reports its outcome over a pipe and never touches Redis; the parent waits
+       in ``select`` (no sleep-polling), acting on signals and beating its heartbeat meanwhile.
+       Inline mode runs it here; threaded mode in a slot's thread (:mod:`.threaded`).
     5. **finish**: one Lua call deletes ``worker:<id>``, counts ``stat:processed``, and writes
        status COMPLETE with the result, or the failure record + ``stat:failed`` + FAILED.
     6. **unregister** on exit, as Ruby does: ``workers`` member, started key, heartbeat field,
@@ -108,48 +72,35 @@ class Worker:
         hostname: str | None = None,
         slot: int | None = None,
     ) -> None:
-        if not queues:
-            raise ConfigurationError("no queues given: set QUEUE to a comma-separated list (or *)")
-        for queue in queues:
-            if not any(ch in _GLOB for ch in queue):
-                wire.validate_queue_name(queue)
         self.resque = resque
         self.store = resque.store
-        self.queue_patterns = list(queues)
         self.options = options or WorkerOptions()
+        self.selection = QueueSelection(self.store, queues, self.options.blocking)
+        self.queue_patterns = self.selection.patterns
         self.resolver = resolver or JobResolver()
         self.hostname = hostname or socket.gethostname()
         self.pid = os.getpid()
         self.id = str(wire.WorkerId(self.hostname, self.pid, tuple(self.queue_patterns), slot))
         self.log = get_logger("pyresque.worker").bind(worker=self.id)
-        self.child_pid: int | None = None
-        self._warm: horse.Horse | None = None
-        self._horse: horse.Horse | None = None  # fork-every: the child that serves the next job
-        self._horse_served = 0
-        self._zygote: Zygote | None = None
-        self._zygote_due = False  # start a forking helper with the next job
         self._last_job_at = time.monotonic()
-        self._exiting: list[int] = []
         self._unbooked: Bookkeeping | None = None
         self._record = ""  # the exact working-on record of the job in hand (see FINISH_LUA)
         self._reservation: Reservation | None = None  # BLOCKING: its record's reply not read yet
         self._record_unconfirmed = False  # that reply was lost: the bookkeeping must be a retry
-        self._job_deadline: float | None = None
-        self._job_limit: float | None = None
-        self._timed_out: float | None = None
         self.shutdown = False
         self.shutdown_now = False
         self.paused = False
         self.inbox = SignalInbox(signals.HANDLED)
-        self._kill_deadline: float | None = None
         self._next_beat = 0.0
-        self._queues_cache: tuple[float, list[str]] = (0.0, [])
-        self._pause_checked = (0.0, False)
         self.outage = Outage(self.log, self.resque.settings.display_url)
         self._registered = False
         self.pruner = Pruner(self.store, self.id, self.hostname, self.resolver,
                              self.options.prune_interval, self.log)
         self._busy_beat: BusyBeat | None = None  # inline mode: beats while a job holds the loop
+        self.children = ChildSupervisor(self.options, self.resolver, self.inbox, self.log,
+                                        on_signals=self._handle_signals, on_wake=self._between_wakes,
+                                        next_wake=self._next_wake, on_started=self._log_started,
+                                        stopping=lambda: self.shutdown)
 
     # == 1. startup ============================================================================
     def work(self) -> int:
@@ -157,10 +108,9 @@ class Worker:
         procline.starting()
         self.inbox.install()
         signals.accept_deferred()  # a master starts us with them blocked
-        if self.options.fork and self.options.prefork:  # before any Redis connection exists
-            self._zygote = self._start_zygote()
+        self.children.start()  # the forking helper, before any Redis connection exists
         try:
-            self._write_pidfile()
+            write_pidfile(self.options.pidfile)
             if self._until_redis(self._startup):
                 self._run_loop()
         finally:
@@ -185,14 +135,14 @@ class Worker:
     # == 2-5. the loop =========================================================================
     def _run_loop(self) -> None:
         while True:
-            self._reap_exited()
+            self.children.reap()
             self._handle_signals()
             self._check_supervisor()
             if self.shutdown:
                 return
             try:
                 self._maybe_heartbeat()
-                if self.paused or self._all_paused():
+                if self.paused or self.selection.all_paused():
                     self._flush_bookkeeping()
                     self._title("Paused")
                     self._idle(self.options.interval or 1.0)
@@ -205,7 +155,7 @@ class Worker:
                 self._flush_bookkeeping()  # normally already applied by the reserve
                 if self.options.interval == 0:
                     return  # burst mode: queues drained
-                self._retire_idle_helper()
+                self.children.retire_idle_helper(self._last_job_at)
                 if not self.options.blocking:
                     self._idle(self.options.interval)
                 continue
@@ -224,7 +174,7 @@ class Worker:
         except Exception as exc:
             self.log.exception("internal error while handling a job; failing it", queue=queue)
             if self._unbooked is None:  # not yet booked: fail it now, with the reason
-                job = jobmod.Job(queue, _readable_payload(item), self.id, item)
+                job = jobmod.Job(queue, wire.readable_payload(item), self.id, item)
                 try:
                     started = self._confirm_record_after_run(started)
                     self._finish(job, started, jobmod.failure_outcome(exc), begun)
@@ -240,7 +190,7 @@ class Worker:
             self._reservation = None
 
     def _reserve(self) -> tuple[str, bytes, int | None] | None:
-        queues = self.queues()
+        queues = self.selection.names()
         if not queues:  # a glob that matches no queue yet: wait, never spin
             self._flush_bookkeeping()
             if self.options.interval > 0:
@@ -265,7 +215,7 @@ class Worker:
             found = self.store.reserve(queues, self.id, run_at, int(now), finished=booked)
         except AllPaused:
             self._unbooked = None  # applied before the pause check
-            self._pause_checked = (time.monotonic(), True)
+            self.selection.learned_paused()
             return None
         except _REDIS_DOWN:
             if booked is not None:
@@ -276,33 +226,6 @@ class Worker:
             self._record = wire.expected_working_on(found[0], run_at, found[1])
         return found
 
-    def queues(self) -> list[str]:
-        """The queue list in priority order, with Ruby-style globs (``*``, ``high*``) expanded."""
-        if not any(ch in _GLOB for p in self.queue_patterns for ch in p):
-            return self.queue_patterns
-        checked, cached = self._queues_cache
-        if time.monotonic() - checked < 1.0:
-            return cached
-        known = self.store.queue_names()
-        expanded: list[str] = []
-        for pattern in self.queue_patterns:
-            matches = sorted(fnmatch.filter(known, pattern)) if any(ch in _GLOB for ch in pattern) else [pattern]
-            expanded.extend(q for q in matches if q not in expanded)
-        self._queues_cache = (time.monotonic(), expanded)
-        return expanded
-
-    def _all_paused(self) -> bool:
-        # Polling mode learns this from the reserve script for free; BLOCKING mode asks at most
-        # once a second instead of once per job.
-        checked, paused = self._pause_checked
-        if not self.options.blocking and not paused:
-            return False
-        if time.monotonic() - checked < 1.0:
-            return paused
-        paused = self.store.all_paused()
-        self._pause_checked = (time.monotonic(), paused)
-        return paused
-
     # -- one job ---------------------------------------------------------------------------
     def process(self, queue: str, item: bytes, started: int | None) -> None:
         """Run one reserved job and record its outcome."""
@@ -310,7 +233,7 @@ class Worker:
         try:
             payload = wire.decode_payload(item)
         except InvalidPayload as exc:
-            job = jobmod.Job(queue, _readable_payload(item), self.id, item)
+            job = jobmod.Job(queue, wire.readable_payload(item), self.id, item)
             self._fail_here(job, self._confirm_record(started), exc, begun)
             return
         job = jobmod.Job(queue, payload, self.id, item)
@@ -358,14 +281,14 @@ class Worker:
     def _execute(self, job: jobmod.Job, target: Any, limit: float | None) -> jobmod.Outcome:
         """Run the job: in a child (fork modes) or here (inline); a threaded slot overrides it."""
         if self.options.fork:
-            return self._fork_and_wait(job, target, limit)
+            return self.children.run(job, limit)
         # the title a forked child would carry, on the process that runs the job (Ruby without fork)
         self._title(procline.processing(job.queue, int(time.time()), job.job_class))
         self._log_started(job)
         if self._busy_beat is None:
             self._busy_beat = BusyBeat(lambda: self.store.heartbeat(self.id), self.options.heartbeat_interval)
         with self._busy_beat:
-            return _run_inline(job, target, limit)
+            return jobmod.run_with_time_limit(job, target, limit)
 
     def _log_started(self, job: jobmod.Job) -> None:
         """The job's start line: in fork mode once the child has the job, so its start does not
@@ -400,13 +323,15 @@ class Worker:
     def _title(self, status: str) -> None:
         procline.set_title(status)
 
+    def _waiting_status(self, job: jobmod.Job, started: int | None) -> tuple[str | None, str | None]:
+        """Status key and WAITING packet of a tracked job that goes back to wait (untracked: None)."""
+        if job.id is None or started is None:  # untracked: the reserve saw no status key
+            return None, None
+        return self.resque.keys.status(job.id, job.status_prefix), wire.encode_status(wire.WAITING, int(time.time()), started)
+
     def _give_back(self, job: jobmod.Job, started: int | None) -> None:
         """Put a job we were told to drop before it started back at the head of its queue."""
-        status_key = packet = None
-        if job.id is not None and started is not None:
-            status_key = self.resque.keys.status(job.id, job.status_prefix)
-            packet = wire.encode_status(wire.WAITING, int(time.time()), started)
-        self.store.requeue_reserved(self.id, job.queue, job.raw, status_key, packet, at_head=True)
+        self.store.requeue_reserved(self.id, job.queue, job.raw, *self._waiting_status(job, started), at_head=True)
         self.log.info("stopping: job put back on its queue unstarted", job_id=job.id, job_class=job.job_class)
 
     def _take_slot(self, job: jobmod.Job, target: Any, started: int | None) -> str | bool | None:
@@ -420,11 +345,7 @@ class Worker:
         if self.store.acquire_slot(key, self.id, limit, time.time(), lease):
             return key
         started = self._confirm_record(started)
-        status_key = packet = None
-        if job.id is not None and started is not None:
-            status_key = self.resque.keys.status(job.id, job.status_prefix)
-            packet = wire.encode_status(wire.WAITING, int(time.time()), started)
-        self.store.requeue_reserved(self.id, job.queue, job.raw, status_key, packet)
+        self.store.requeue_reserved(self.id, job.queue, job.raw, *self._waiting_status(job, started))
         self.log.debug("concurrency limit reached, job requeued", job_class=job.job_class, limit=limit)
         self._idle(0.05)  # let a slot free up rather than spin on the same job
         return False
@@ -438,9 +359,7 @@ class Worker:
         payload = wire.for_retry(job.payload, job.attempt, outcome.exception, outcome.error)
         delay_payload(self.resque, time.time() + delay, job.queue, payload)
         booked = self._bookkeeping(final=False)
-        if job.id is not None and started is not None:
-            booked.status_key = self.resque.keys.status(job.id, job.status_prefix)
-            booked.status_packet = wire.encode_status(wire.WAITING, int(time.time()), started)
+        booked.status_key, booked.status_packet = self._waiting_status(job, started)
         self._unbooked = booked
         self._flush_bookkeeping()
         self.log.warning("job failed, retrying", job_id=job.id, job_class=job.job_class, queue=job.queue,
@@ -459,227 +378,11 @@ class Worker:
         self._safe_event("onFailure", exc, job)
         self._finish(job, started, jobmod.failure_outcome(exc, with_backtrace=False), begun)
 
-    def _fork_and_wait(self, job: jobmod.Job, target: Any, limit: float | None = None) -> jobmod.Outcome:
-        """Run the job in a child (fresh, or the current one in fork-every mode) and wait."""
-        child, served = (self._horse, self._horse_served) if self._horse else (self._next_child(), 0)
-        self._horse = None
-        since = int(time.time())
-        try:
-            child.send(job, since)
-        except OSError:  # the waiting child died (OOM killer, an operator's kill): one more try
-            self._discard(child)
-            child, served = self._next_child(), 0
-            child.send(job, since)
-        self._log_started(job)
-        served += 1
-        self.child_pid = child.pid
-        self._job_deadline = time.monotonic() + limit if limit else None
-        self._job_limit = limit
-        self._timed_out = None
-        procline.set_title(procline.forked(child.pid, since))
-        if self.options.prefork and not self.shutdown and served >= self.options.fork_every:
-            self._fork_ahead(child)  # the next child is forked while this job runs
-        try:
-            message, status, retiring = self._monitor_child(child.pid, child.result_r)
-        finally:
-            self.child_pid = None
-            self._kill_deadline = None
-            self._job_deadline = None
-        if status is None and not retiring and not self.shutdown and self._timed_out is None:
-            self._horse, self._horse_served = child, served  # fork-every: it serves the next job too
-        else:
-            self._discard(child, reported=status is None)
-        if self._timed_out is not None:
-            return jobmod.Outcome(False, exception="pyresque.JobTimeout",
-                                  error=f"Job exceeded its time limit of {self._timed_out:g}s and was killed")
-        outcome = jobmod.Outcome.from_message(message) if message else None
-        if outcome is not None:
-            return outcome
-        if status is None:  # a report that is not one: treat the child as having died
-            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error="Job sent an unreadable report")
-        if os.WIFSIGNALED(status):
-            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=wire.DIRTY_EXIT_ABNORMAL)
-        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-        if code != 0:
-            return jobmod.Outcome(False, exception="pyresque.DirtyExit", error=f"Job exited with exit code {code}")
-        return jobmod.Outcome(True)  # exited 0 without a word (os._exit(0) in the job): done, as php
-
-    def _fork_ahead(self, current: horse.Horse) -> None:
-        if self._zygote is not None:
-            try:
-                self._zygote.request()
-            except OSError as exc:
-                self._zygote_died(exc)
-        else:
-            self._warm = self._spawn((current.job_w, current.result_r))
-
-    def _discard(self, child: horse.Horse, reported: bool = True) -> None:
-        """Done with a child: close its pipes; it exits (or has); reap it later or let the zygote."""
-        child.close()
-        if not reported:
-            return  # already reaped by _monitor_child
-        if child.reaped_elsewhere and self._zygote is not None:
-            self._zygote.forget(child.pid)
-        elif not child.reaped_elsewhere:
-            self._exiting.append(child.pid)
-
-    def _next_child(self) -> horse.Horse:
-        """A child ready for a job: from the zygote, the one forked ahead, or a new one."""
-        if self._zygote is None and self._zygote_due:
-            self._zygote_due = False
-            self._zygote = self._start_zygote()
-        if self._zygote is not None:
-            try:
-                return self._zygote.take()
-            except (ZygoteGone, OSError) as exc:
-                self.log.warning("forking helper died, starting a new one", error=str(exc))
-                self._zygote.stop()
-                self._zygote = self._start_zygote()
-                return self._zygote.take()
-        child, self._warm = self._warm, None
-        return child or self._spawn()
-
-    def _retire_idle_helper(self) -> None:
-        """An idle worker gives back its forking helper's memory; the next job starts a new one.
-
-        Only the launched helper (a fresh interpreter) retires: a helper forked from this
-        worker must be forked before any Redis connection exists, which is only at start-up."""
-        limit = self.options.helper_idle
-        if (self._zygote is None or limit <= 0 or self.options.helper_includes is None
-                or time.monotonic() - self._last_job_at < limit):
-            return
-        self._cancel_warm_child()
-        self._zygote.stop()
-        self._zygote = None
-        self._zygote_due = True
-        give_back_free_memory()
-        self.log.info("forking helper retired while idle; the next job starts a new one", idle_for=limit)
-
-    def _start_zygote(self) -> Zygote:
-        if self.options.helper_includes is not None:
-            return Zygote.launch(self.options.helper_includes, self.resolver.allowed_prefixes,
-                                 self.options.fork_every, self.options.max_child_memory_mb)
-        return Zygote.start(self.resolver, self.inbox.fds, self.options.fork_every,
-                            self.options.max_child_memory_mb)
-
-    def _spawn(self, busy_fds: tuple[int, ...] = ()) -> horse.Horse:
-        """Fork a child for the next job; it closes the parent's fds it has no business with."""
-        return horse.spawn(self.resolver, self.inbox.fds + busy_fds, self.options.fork_every,
-                           self.options.max_child_memory_mb)
-
-    def _cancel_warm_child(self) -> None:
-        for child in (self._warm, self._horse):
-            if child is not None:
-                child.cancel()
-        self._warm = self._horse = None
-
-    def _monitor_child(self, pid: int, result_r: int) -> tuple[bytes, int | None, bool]:
-        """Wait for the child's report without polling; act on signals and timers meanwhile.
-
-        Returns (report, wait status, retiring). The status is ``None`` when the child reported:
-        it is reaped later, its teardown off the critical path. A child that died without a
-        report is reaped here and its status returned.
-        """
-        pidfd = _pidfd_open(pid)
-        buffer = b""
-        watch = [result_r, self.inbox.fd] + ([pidfd] if pidfd >= 0 else [])
-        if self._zygote is not None:
-            watch.append(self._zygote.fileno())
-        report = None
-        try:
-            while report is None:
-                ready, _, _ = select.select(watch, [], [], self._timer_timeout())
-                if self.inbox.fd in ready:
-                    self._handle_signals()
-                if self._zygote is not None and self._zygote.fileno() in ready:
-                    try:
-                        self._zygote.drain()  # exit notices of earlier children
-                    except (ZygoteGone, OSError) as exc:  # the child is still ours to watch
-                        watch.remove(self._zygote.fileno())
-                        self._zygote_died(exc)
-                if result_r in ready and result_r in watch:
-                    data = os.read(result_r, 65536)
-                    if data:
-                        buffer += data
-                        report = horse.parse_report(buffer)
-                        continue
-                    watch.remove(result_r)
-                    if pidfd < 0:
-                        break
-                if pidfd >= 0 and pidfd in ready:
-                    break
-                self._child_timers(pid)
-        finally:
-            if pidfd >= 0:
-                os.close(pidfd)
-        if report is not None:
-            return report[0], None, report[1]
-        status = self._status_of(pid)
-        return b"", status, True
-
-    def _status_of(self, pid: int) -> int:
-        """The wait status of a child that died without a report."""
-        if self._zygote is None:
-            try:
-                return os.waitpid(pid, 0)[1]
-            except ChildProcessError:  # a child of a helper that died: we cannot know its status
-                return signal.SIGKILL
-        try:
-            return self._zygote.status_of(pid)
-        except (ZygoteGone, OSError) as exc:
-            self._zygote_died(exc)
-            return signal.SIGKILL  # reads as "Job exited abnormally"
-
-    def _zygote_died(self, exc: BaseException) -> None:
-        """The forking helper is gone: drop it; the next job starts a new one."""
-        if self._zygote is not None:
-            self.log.warning("forking helper died; a new one starts with the next job", error=str(exc))
-            self._zygote.abandon()
-            self._zygote = None
-            self._zygote_due = True
-
-    def _reap_exited(self, block: bool = False) -> None:
-        """Collect children that reported their job and are now exiting."""
-        for pid in list(self._exiting):
-            try:
-                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                self._exiting.remove(pid)
-
-    def _timer_timeout(self) -> float:
-        deadlines = [self._next_beat]
-        if self._job_deadline is not None:
-            deadlines.append(self._job_deadline)
-        if self.options.supervisor_pid is not None:
-            deadlines.append(time.monotonic() + 1.0)  # notice a dead master within a second
-        if self._kill_deadline is not None:
-            deadlines.append(self._kill_deadline)
-        return max(0.0, min(deadlines) - time.monotonic())
-
     def _check_supervisor(self) -> None:
         supervisor = self.options.supervisor_pid
         if supervisor is not None and not self.shutdown and os.getppid() != supervisor:
             self.log.warning("supervising master is gone: finishing the current job, then exiting", master=supervisor)
             self.shutdown = True
-
-    def _child_timers(self, pid: int) -> None:
-        self._check_supervisor()
-        if self._job_deadline is not None and time.monotonic() >= self._job_deadline:
-            self._timed_out = self._job_limit
-            self._job_deadline = None
-            self.log.warning("job timed out, terminating it", child=pid, limit=self._job_limit)
-            _killpg(pid, signal.SIGTERM)
-            self._kill_deadline = time.monotonic() + self.options.term_timeout
-        if self._kill_deadline is not None and time.monotonic() >= self._kill_deadline:
-            self.log.warning("child ignored TERM, killing it", child=pid)
-            _killpg(pid, signal.SIGKILL)
-            self._kill_deadline = None
-        try:
-            self._maybe_heartbeat()
-        except _REDIS_DOWN as exc:
-            self.outage.down(exc)
 
     def _finish(self, job: jobmod.Job, started: int | None, outcome: jobmod.Outcome, begun: float) -> None:
         """Record the outcome: written with the next reserve (polling), else at once."""
@@ -745,23 +448,11 @@ class Worker:
 
     def _kill_jobs(self) -> None:
         """TERM/INT/USR1: the job in hand dies (TERM first with TERM_CHILD); threads override it."""
-        self._kill_child()
+        self.children.kill()
 
     def _stop_jobs_at_once(self) -> None:
         """A second TERM/INT: no more grace."""
-        self._kill_child(force=True)
-
-    def _kill_child(self, force: bool = False) -> None:
-        pid = self.child_pid
-        if pid is None:
-            return
-        if self.options.term_child and not force:
-            self.log.info("sending TERM to child", child=pid, timeout=self.options.term_timeout)
-            _killpg(pid, signal.SIGTERM)
-            self._kill_deadline = time.monotonic() + self.options.term_timeout
-        else:
-            self.log.info("killing child", child=pid)
-            _killpg(pid, signal.SIGKILL)
+        self.children.kill(force=True)
 
     def _idle(self, seconds: float) -> None:
         """Sleep, but wake at once for a signal (and every second under a supervisor)."""
@@ -775,6 +466,21 @@ class Worker:
             return
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
         self._beat()
+
+    def _between_wakes(self) -> None:
+        """While a child runs: the loop's own timers, at each wake of the supervisor's watch."""
+        self._check_supervisor()
+        try:
+            self._maybe_heartbeat()
+        except _REDIS_DOWN as exc:
+            self.outage.down(exc)
+
+    def _next_wake(self) -> float:
+        """When :meth:`_between_wakes` next has work: the heartbeat, or the master check."""
+        due = self._next_beat
+        if self.options.supervisor_pid is not None:
+            due = min(due, time.monotonic() + 1.0)  # notice a dead master within a second
+        return due
 
     def _beat(self) -> None:
         self.store.heartbeat(self.id)
@@ -829,16 +535,12 @@ class Worker:
 
     # == 6. unregister =========================================================================
     def _teardown(self) -> None:
-        self._cancel_warm_child()
-        if self._zygote is not None:
-            self._zygote.stop()
-            self._zygote = None
-        self._reap_exited(block=True)
+        self.children.stop()
         if self._busy_beat is not None:
             self._busy_beat.stop()
         self.unregister_with_retries()
         self._safe_event("workerExit", self)
-        self._remove_pidfile()
+        remove_pidfile(self.options.pidfile)
         self.inbox.close()
         self.log.info("worker stopped")
 
@@ -874,71 +576,3 @@ class Worker:
             hooks.trigger(event, *args)
         except Exception as exc:
             self.log.error("event listener failed", event=event, error=f"{type(exc).__name__}: {exc}")
-
-    def _write_pidfile(self) -> None:
-        if self.options.pidfile:
-            try:
-                with open(self.options.pidfile, "w") as handle:
-                    handle.write(f"{self.pid}\n")
-            except OSError as exc:
-                raise ConfigurationError(f"could not write PIDFILE {self.options.pidfile}: {exc.strerror}") from None
-
-    def _remove_pidfile(self) -> None:
-        if self.options.pidfile:
-            try:
-                os.unlink(self.options.pidfile)
-            except OSError:
-                pass
-
-
-def _pidfd_open(pid: int) -> int:
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return -1
-    try:
-        return int(opener(pid))
-    except OSError:
-        return -1
-
-
-def _killpg(pid: int, signum: int) -> None:
-    """Signal the child's process group (the job and anything it spawned); gone is fine."""
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
-def _run_inline(job: jobmod.Job, target: Any, limit: float | None) -> jobmod.Outcome:
-    """Run in this process; a time limit interrupts the job with SIGALRM (inline mode)."""
-    if not limit:
-        return jobmod.run(job, target)
-
-    def expired(signum: int, frame: Any) -> None:
-        raise JobTimeout(f"Job exceeded its time limit of {limit:g}s and was interrupted")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, limit)
-    try:
-        return jobmod.run(job, target)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _readable_payload(item: bytes) -> dict[str, Any]:
-    """What a failure record keeps of an item we could not run: its raw content, plus its
-    php-resque ``id``/``prefix`` when they can be read (so its status is finalised too)."""
-    record = wire.raw_payload_record(item)
-    try:
-        doc = json.loads(item)
-    except (ValueError, UnicodeDecodeError):
-        return record
-    if isinstance(doc, dict):
-        for key in ("class", "id", "prefix"):
-            if isinstance(doc.get(key), str):
-                record[key] = doc[key]
-    return record

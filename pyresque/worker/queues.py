@@ -1,0 +1,71 @@
+"""Which queues a worker reserves from, in priority order, and whether all workers are paused.
+
+Ruby-style globs (``*``, ``high*``) are expanded against the known queues at most once a
+second, so a worker of ``QUEUE=*`` picks up a new queue within a second without a ``SMEMBERS``
+per job. The pause flag is read the same way in BLOCKING mode; polling mode learns it from the
+reserve script for free (:meth:`QueueSelection.learned_paused`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from typing import Sequence
+
+from ..exceptions import ConfigurationError
+from ..store.datastore import DataStore
+from ..wire import payload as wire
+
+_GLOB = set("*?[")
+_RECHECK = 1.0  # seconds a glob expansion or a pause check is trusted
+
+
+def is_glob(pattern: str) -> bool:
+    return any(ch in _GLOB for ch in pattern)
+
+
+class QueueSelection:
+    """A worker's queue patterns, resolved to queue names when it reserves."""
+
+    def __init__(self, store: DataStore, patterns: Sequence[str], blocking: bool) -> None:
+        if not patterns:
+            raise ConfigurationError("no queues given: set QUEUE to a comma-separated list (or *)")
+        for pattern in patterns:
+            if not is_glob(pattern):
+                wire.validate_queue_name(pattern)
+        self.store = store
+        self.patterns = list(patterns)
+        self.blocking = blocking
+        self._has_globs = any(is_glob(p) for p in self.patterns)
+        self._expanded: tuple[float, list[str]] = (0.0, [])
+        self._pause_checked = (0.0, False)
+
+    def names(self) -> list[str]:
+        """The queue list in priority order, with globs expanded (each queue once)."""
+        if not self._has_globs:
+            return self.patterns
+        checked, cached = self._expanded
+        if time.monotonic() - checked < _RECHECK:
+            return cached
+        known = self.store.queue_names()
+        expanded: list[str] = []
+        for pattern in self.patterns:
+            matches = sorted(fnmatch.filter(known, pattern)) if is_glob(pattern) else [pattern]
+            expanded.extend(q for q in matches if q not in expanded)
+        self._expanded = (time.monotonic(), expanded)
+        return expanded
+
+    def all_paused(self) -> bool:
+        """Is ``pause-all-workers`` set? BLOCKING mode asks at most once a second, not per job."""
+        checked, paused = self._pause_checked
+        if not self.blocking and not paused:
+            return False
+        if time.monotonic() - checked < _RECHECK:
+            return paused
+        paused = self.store.all_paused()
+        self._pause_checked = (time.monotonic(), paused)
+        return paused
+
+    def learned_paused(self) -> None:
+        """The reserve script found every worker paused: trust that for a second."""
+        self._pause_checked = (time.monotonic(), True)
