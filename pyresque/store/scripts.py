@@ -1,0 +1,189 @@
+"""The Lua scripts behind :class:`~.datastore.DataStore`, each with the keys it touches.
+
+Every multi-step change that another client must never see half-done is one script: reserving
+a job with its working-on record and status, a job's bookkeeping (alone or batched with the next
+reserve), tracked and unique pushes, concurrency slots, the failed list's compare-and-act edits.
+Key *names* are not spelled here: the DataStore passes them in ``KEYS`` (:mod:`pyresque.wire.keys`).
+"""
+
+# Records a reserved item: SET worker:<id> to the working-on record and, when the payload carries
+# a php-resque id whose status key exists, status RUNNING (keeping "started").
+# Returns the packet's "started" (or false when the job is not tracked).
+_RECORD_LUA = r"""
+local function record(item, queue_json, worker_key, ns, run_at, now)
+  local payload_json = item
+  local ok, job = pcall(cjson.decode, item)
+  if not ok then payload_json = cjson.encode(item) end
+  redis.call('SET', worker_key,
+    '{"queue":' .. queue_json .. ',"run_at":"' .. run_at .. '","payload":' .. payload_json .. '}')
+  if ok and type(job) == 'table' and type(job['id']) == 'string' then
+    local prefix = job['prefix']
+    local skey = ns .. 'job:'
+    if type(prefix) == 'string' and prefix ~= '' then skey = skey .. prefix .. '_' end
+    skey = skey .. job['id'] .. ':status'
+    local current = redis.call('GET', skey)
+    if current then
+      local started = string.match(current, '"started":(%d+)') or now
+      redis.call('SET', skey,
+        '{"status":2,"updated":' .. now .. ',"started":' .. started .. ',"result":null}')
+      return started
+    end
+  end
+  return false
+end
+"""
+
+# KEYS: queue:<q1> .. queue:<qn>, worker:<id>, pause-all-workers
+# ARGV: namespace, run_at, now, json(q1) .. json(qn)
+# Pops the first item in queue order and records it in the same atomic step, so a reserved job
+# is never only in the worker's memory. Honours Ruby's pause-all-workers flag at no extra cost.
+# Returns {index, item, started}, {-1} while paused, or nil.
+RESERVE_LUA = _RECORD_LUA + r"""
+local n = #KEYS - 2
+local paused = redis.call('GET', KEYS[n + 2])
+if paused and string.lower(paused) == 'true' then return {-1} end
+for i = 1, n do
+  local item = redis.call('LPOP', KEYS[i])
+  if item then
+    return {i, item, record(item, ARGV[3 + i], KEYS[n + 1], ARGV[1], ARGV[2], ARGV[3])}
+  end
+end
+return nil
+"""
+
+# KEYS: worker:<id>;  ARGV: namespace, run_at, now, json(queue), item
+# The BLOCKING-mode counterpart of RESERVE_LUA, sent right after BLPOP returned the item.
+RECORD_LUA = _RECORD_LUA + r"""
+return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])}
+"""
+
+# KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
+#       stat:failed:<id>
+# ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
+#       or '', '1' on a retry, the job's exact working-on record ('' = unknown)
+# Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
+# while the working-on record is still this job's, so it never counts a job twice nor deletes
+# the record of the job reserved in the same (lost) call.
+_FINISH_LUA = r"""
+local function finish()
+  if ARGV[4] == '1' then
+    local current = redis.call('GET', KEYS[1])
+    if not current or (ARGV[5] ~= '' and current ~= ARGV[5]) then return 0 end
+  end
+  redis.call('DEL', KEYS[1])
+  redis.call('INCRBY', KEYS[2], 1)
+  redis.call('INCRBY', KEYS[3], 1)
+  if ARGV[3] ~= '' then
+    redis.call('RPUSH', KEYS[5], ARGV[3])
+    redis.call('INCRBY', KEYS[6], 1)
+    redis.call('INCRBY', KEYS[7], 1)
+  end
+  if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
+  elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+  return 1
+end
+"""
+FINISH_LUA = _FINISH_LUA + "return finish()\n"
+
+# KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
+# ARGV: the five FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
+# The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
+# same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
+FINISH_RESERVE_LUA = _RECORD_LUA + _FINISH_LUA + r"""
+finish()
+local n = #KEYS - 8
+local paused = redis.call('GET', KEYS[n + 8])
+if paused and string.lower(paused) == 'true' then return {-1} end
+for i = 1, n do
+  local item = redis.call('LPOP', KEYS[7 + i])
+  if item then
+    return {i, item, record(item, ARGV[8 + i], KEYS[1], ARGV[6], ARGV[7], ARGV[8])}
+  end
+end
+return nil
+"""
+
+# KEYS: queues, queue:<q>, status key (or a dummy);  ARGV: queue name, item, WAITING packet or ''
+# Enqueue: the status first (when tracked), then SADD + RPUSH, atomically.
+PUSH_LUA = r"""
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('RPUSH', KEYS[2], ARGV[2])
+"""
+
+# KEYS: unique lock, status key (or a dummy), queues, queue:<q>;  ARGV: lock TTL ms, packet or '', q, item
+# A ``@unique`` job is pushed only if no identical one holds the lock (queued or running).
+PUSH_UNIQUE_LUA = r"""
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('RPUSH', KEYS[4], ARGV[4])
+return 1
+"""
+
+# KEYS: concurrency zset;  ARGV: member, limit, now, lease end
+# Take one of a class's slots; slots whose lease ended (their worker died) are freed first.
+ACQUIRE_SLOT_LUA = r"""
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 1
+"""
+
+# KEYS: worker:<id>, queue:<q>, status key (or a dummy);  ARGV: item, WAITING packet or ''
+# Put a reserved job back at the end of its queue (its class is at its concurrency limit), or
+# at its head (ARGV[3] = 'head': the worker was told to stop before it could start the job).
+REQUEUE_RESERVED_LUA = r"""
+if ARGV[3] == 'head' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RPUSH', KEYS[2], ARGV[1]) end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'XX') end
+return 1
+"""
+
+# KEYS: status key;  ARGV: packet, TTL ('' for none)
+# php-resque's rule: only tracked jobs are updated, so a missing key stays missing.
+UPDATE_STATUS_LUA = r"""
+if ARGV[2] == '' then
+  return redis.call('SET', KEYS[1], ARGV[1], 'XX')
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'XX', 'EX', ARGV[2])
+"""
+
+# KEYS: failed;  ARGV: index, expected record, replacement ('' removes)
+# Acts on the failed list only if the record at the index is still the one the caller saw, so
+# a list that changed underneath (resque-web's known race) is never edited at the wrong place.
+EDIT_FAILED_LUA = r"""
+local current = redis.call('LINDEX', KEYS[1], ARGV[1])
+if current ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('LSET', KEYS[1], ARGV[1], '__pyresque_removed__')
+  redis.call('LREM', KEYS[1], 1, '__pyresque_removed__')
+else
+  redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+"""
+
+
+# KEYS: pruning_dead_workers_in_progress;  ARGV: our worker id
+# Release the prune lock only if we still hold it. (Ruby lets it expire after 60 s; releasing
+# ours at once lets the next worker start prune promptly.)
+RELEASE_LOCK_LUA = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+# KEYS: failed, queues, queue:<q>, status key;  ARGV: index, expected record, updated record,
+#       queue name, payload, status packet ('' for none)
+# Ruby's requeue (LSET the record with retried_at, SADD queues, RPUSH the job) in one step, only if
+# the record at the index is still the one the caller saw. A script, not WATCH: workers appending
+# failures would abort a WATCHed transaction again and again.
+REQUEUE_FAILED_LUA = r"""
+if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+return 1
+"""
