@@ -47,7 +47,7 @@ def resque(redis_url):
     return Resque(redis_url)
 
 
-#: The behavioural suites (test_worker.py, test_signals.py) run once per execution mode (README:
+#: The behavioural suites (worker/test_worker.py, worker/test_signals.py) run once per execution mode (README:
 #: execution modes). ``threads-2``, not ``threads-1``: ``--threads 1`` is the CLI's default and runs
 #: the plain forking worker; two slots is the smallest threaded worker, and makes every wire assertion
 #: hold per slot id (``host:pid:queues,@<slot>``) beside an idle neighbour slot.

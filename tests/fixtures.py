@@ -1,4 +1,4 @@
-"""Job fixtures for forked workers: loaded by workers with APP_INCLUDE=tests/jobs.py.
+"""Job fixtures for forked workers: loaded by workers with APP_INCLUDE=tests/fixtures.py.
 
 Children never talk to Redis, so jobs report through files in $JOB_RECORD_DIR.
 """

@@ -203,7 +203,7 @@ def test_failure_records_match_the_vectors_shape(redis_url, r, tmp_path):
         assert isinstance(record["backtrace"], list)
     by_id = {rec["payload"]["id"]: rec for rec in ours}
     assert (by_id[failing]["exception"], by_id[failing]["error"]) == ("RuntimeError", "boom")
-    assert any("jobs.py" in line and "perform" in line for line in by_id[failing]["backtrace"])
+    assert any("fixtures.py" in line and "perform" in line for line in by_id[failing]["backtrace"])
     assert by_id[missing]["exception"] == "pyresque.JobClassNotFound"
     assert by_id[missing]["error"].startswith("Could not find job class No_Such_Job.")
     ran_by = {job_id: wire.parse_worker_id(by_id[job_id]["worker"]) for job_id in by_id}

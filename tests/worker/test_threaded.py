@@ -13,8 +13,8 @@ from pyresque import Resque
 from pyresque.process.liveness import process_is_resque
 from pyresque.wire import payload as wire
 from pyresque.worker.heartbeat import Pruner
+from pyresque.worker.options import WorkerOptions
 from pyresque.worker.threaded import ThreadedWorker
-from pyresque.worker.worker import WorkerOptions
 from support import WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()

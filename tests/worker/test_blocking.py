@@ -12,7 +12,8 @@ from pyresque import Resque
 from pyresque.jobs.resolver import JobResolver
 from pyresque.store.datastore import _PendingReply
 from pyresque.wire import payload as wire
-from pyresque.worker.worker import Worker, WorkerOptions
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
 from support import WorkerProcess, wait_for
 
 WID = "vm:1:default"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import support
 from pyresque.exceptions import ConfigurationError
 from pyresque.pool import config as pool_config
 
@@ -72,9 +73,8 @@ def test_single_group_for_count_and_a_missing_file(tmp_path):
 
 
 def test_the_deployment_material_in_demo_is_consistent():
-    from pathlib import Path
 
-    demo = Path(__file__).parent.parent / "demo"
+    demo = support.ROOT / "demo"
     config = pool_config.load(str(demo / "pool.ini"), "production")
     assert config.groups == {"high,default": 4, "low": 2} and config.worker_env["BLOCKING"] == "1"
     unit = (demo / "pyresque-pool.service").read_text().splitlines()
