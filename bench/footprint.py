@@ -36,7 +36,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from tasks import celery_app, celery_worker_cmd  # noqa: E402
 
-from pyresque.store.embedded import RedisServer  # noqa: E402
+from pyresque import RedisServer  # noqa: E402
 
 # footprint name -> (pool, concurrency), as drain:celery-solo, drain:celery-prefork, drain:celery-prefork-2 run them
 CELERY_POOLS = {"celery-solo": ("solo", None), "celery-prefork": ("prefork", 1), "celery-prefork-2": ("prefork", 2)}

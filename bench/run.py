@@ -96,7 +96,7 @@ def run_child(name: str, url: str, args: argparse.Namespace) -> dict:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    from pyresque.store.embedded import RedisServer
+    from pyresque import RedisServer
 
     names: list[str] = []
     for item in (t.strip() for t in args.tasks.split(",")):
