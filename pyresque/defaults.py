@@ -96,3 +96,13 @@ MOVE_ATTEMPTS = 10
 #: Log lines a threaded worker may have waiting for its writer thread before the threads that log
 #: wait too (a stalled reader of the log): ~2 MiB of lines, seconds of a busy worker's output.
 LOG_BACKLOG = 10_000
+
+#: The largest value pyresque parses from Redis (a queue item, a record). Redis allows 512 MiB;
+#: parsing that in a worker would stall it for seconds and hold gigabytes, and no job payload
+#: legitimately comes close. A larger item fails alone, with this reason, unparsed.
+MAX_VALUE_BYTES = 64 * 1024 * 1024
+
+#: The deepest JSON nesting pyresque parses from Redis. Redis' cjson takes 1000 levels, but
+#: Python's decoder and encoder raise RecursionError near the interpreter's limit (1000 frames,
+#: less the caller's stack); 200 leaves room for both and for any real job's arguments.
+MAX_JSON_DEPTH = 200

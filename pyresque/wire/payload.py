@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple, Sequence
 
 from ..exceptions import InvalidPayload, InvalidQueueName, InvalidStatus
+from . import untrusted
 
 # -- status codes (php-resque's Resque_Job_Status constants) ---------------------------------
 WAITING = 1
@@ -101,17 +102,7 @@ def encode_payload(payload: dict[str, Any]) -> str:
 
 def decode_payload(raw: bytes | str) -> dict[str, Any]:
     """Parse a queue item, raising :class:`InvalidPayload` with the precise reason."""
-    if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidPayload(f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    else:
-        text = raw
-    try:
-        payload = json.loads(text)
-    except ValueError as exc:
-        raise InvalidPayload(f"payload is not JSON: {exc}") from None
+    payload = untrusted.loads(raw, "payload")
     if not isinstance(payload, dict):
         raise InvalidPayload(f"payload is a JSON {type(payload).__name__}, not an object")
     job_class = payload.get("class")
@@ -140,8 +131,8 @@ def readable_payload(item: bytes) -> dict[str, Any]:
     php-resque ``id``/``prefix`` when they can be read (so its status is finalised too)."""
     record = raw_payload_record(item)
     try:
-        doc = json.loads(item)
-    except (ValueError, UnicodeDecodeError):
+        doc = untrusted.loads(item, "payload")
+    except InvalidPayload:
         return record
     if isinstance(doc, dict):
         for key in ("class", "id", "prefix"):
@@ -222,16 +213,16 @@ def encode_result(result: Any) -> str:
 
 def decode_status(raw: bytes | str) -> StatusPacket:
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidStatus(f"status packet is not JSON: {exc}") from None
+        data = untrusted.loads(raw, "status packet")
+    except InvalidPayload as exc:
+        raise InvalidStatus(str(exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("status"), int) or isinstance(data.get("status"), bool):
-        raise InvalidStatus(f"status packet has no integer 'status': {raw!r}")
+        raise InvalidStatus(f"status packet has no integer 'status': {raw[:200]!r}")
     return StatusPacket(data["status"], _int_or_none(data.get("updated")), _int_or_none(data.get("started")), data.get("result"))
 
 
 def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None  # finite: loads
 
 
 # -- worker ids -------------------------------------------------------------------------------
@@ -332,13 +323,10 @@ def parse_time(text: str) -> float | None:
 def expected_working_on(queue: str, run_at: str, item: bytes) -> str:
     """The record the reserve script writes for a JSON item (it embeds the item's bytes)."""
     try:
-        json.loads(item)
-    except ValueError:
+        json.loads(item.decode("utf-8"))  # the reserve script's test (cjson): plain JSON, any depth
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""  # the script wrote it as a JSON string: let the retry guard fall back to existence
-    try:
-        return encode_working_on(queue, run_at, item.decode("utf-8"))
-    except UnicodeDecodeError:
-        return ""
+    return encode_working_on(queue, run_at, item.decode("utf-8"))
 
 
 def encode_working_on(queue: str, run_at: str, raw_payload: str) -> str:
@@ -354,13 +342,16 @@ class WorkingOn:
 
 
 def decode_working_on(raw: bytes | str) -> WorkingOn | None:
+    """A worker's record of its job, or ``None`` when it is not one (a forged or broken value)."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = untrusted.loads(raw, "working-on record")
+    except InvalidPayload:
         return None
     if not isinstance(data, dict):
         return None
-    return WorkingOn(str(data.get("queue", "")), str(data.get("run_at", "")), data.get("payload"))
+    queue, run_at = data.get("queue", ""), data.get("run_at", "")
+    return WorkingOn(queue if isinstance(queue, str) else str(untrusted.encodable(queue)),
+                     run_at if isinstance(run_at, str) else "", data.get("payload"))
 
 
 # -- failure records --------------------------------------------------------------------------
@@ -386,13 +377,19 @@ def build_failure(
 
 
 def encode_failure(record: dict[str, Any]) -> str:
-    return encode_ruby(record)
+    """Ruby's JSON of a failure record; what JSON or UTF-8 cannot carry is escaped, never dropped."""
+    try:
+        text = encode_ruby(record)
+        text.encode("utf-8")
+        return text
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+        return encode_ruby(untrusted.encodable(record))
 
 
 def decode_failure(raw: bytes | str) -> dict[str, Any] | None:
     """A failure record as a dict, or ``None`` when it is not a JSON object (listed as raw)."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = untrusted.loads(raw, "failure record")
+    except InvalidPayload:
         return None
     return data if isinstance(data, dict) else None
