@@ -321,6 +321,8 @@ class FailedJobs:
         job_class = job.job_class
         if not job_class:
             raise NotRetryable(f"failed job {job.describe()} has no payload with a job class to retry")
+        if job_class == wire.UNREADABLE_JOB:
+            raise NotRetryable(f"failed job {job.describe()} is an unreadable item, not a job: it can only be removed")
         args = job.args
         if args is None:
             args = []  # Ruby: missing or nil args are no arguments

@@ -44,6 +44,7 @@ from .. import defaults
 from ..exceptions import InvalidPayload, PyresqueError
 from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
+from ..wire import untrusted
 
 if TYPE_CHECKING:
     from ..queue import Resque
@@ -224,7 +225,7 @@ def plan_moves(items: list[bytes], side: dict[bytes, bytes], worker: str,
         try:
             job = decode_item(raw)
         except InvalidPayload as exc:
-            record = wire.build_failure(wire.raw_payload_record(raw), "pyresque.InvalidPayload",
+            record = wire.build_failure(wire.readable_payload(raw, str(exc)), "pyresque.InvalidPayload",
                                         f"delayed item in delayed:{ts}: {exc}", [], worker, _queue_hint(raw))
             actions.append(("f", "", wire.encode_failure(record)))
             continue
@@ -275,11 +276,9 @@ def _side_payload(entry: str) -> dict[str, Any] | None:
 
 
 def _queue_hint(raw: bytes) -> str:
-    try:
-        queue = json.loads(raw).get("queue")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return ""
-    return queue if isinstance(queue, str) else ""
+    doc = untrusted.lenient_loads(raw)
+    queue = doc.get("queue") if isinstance(doc, dict) else None
+    return untrusted.encodable(queue) if isinstance(queue, str) else ""
 
 
 # -- inspecting and removing ------------------------------------------------------------------

@@ -91,12 +91,15 @@ class Reservation:
         self.run_at = run_at
         self._reply: _PendingReply | None = reply
         self._started: int | None = None
+        self.problems: list[str] = []  # keys the record script skipped (see scripts._SAFE_LUA)
 
     def started(self) -> int | None:
         """The job's status ``started`` (None when untracked); raises if the record failed."""
         reply, self._reply = self._reply, None
         if reply is not None:
-            self._started = _started(reply.read()[2])
+            found = reply.read()
+            self._started = _started(found[2])
+            self.problems = [_text(p) for p in found[3:]]
         return self._started
 
     def abandon(self) -> None:
@@ -124,6 +127,9 @@ class DataStore:
         # Typed loosely: redis-py's stubs type replies as bytes | str by decode_responses.
         self.redis: Any = client
         self.keys = keys
+        #: "<key> <problem>" for each key of the wrong type a script skipped since the caller last
+        #: took them (:meth:`take_problems`): the worker logs each once, and goes on
+        self.problems: list[str] = []
         self.final_status_ttl = status_ttl
         self._reserve = client.register_script(RESERVE_LUA)
         self._finish = client.register_script(FINISH_LUA)
@@ -200,7 +206,8 @@ class DataStore:
             pipe.execute()
 
     def queue_names(self) -> list[str]:
-        return sorted(_text(name) for name in self.redis.smembers(self.keys.queues))
+        names = self._tolerate(self.keys.queues, set(), lambda: self.redis.smembers(self.keys.queues))
+        return sorted(_text(name) for name in names)
 
     def queue_sizes(self, names: Iterable[str]) -> dict[str, int]:
         names = list(names)
@@ -258,11 +265,12 @@ class DataStore:
             keys = self._finish_keys(worker_id, finished.status_key) + qkeys + [self.keys.pause_all]
             args = finished.args(self.final_status_ttl) + [self.keys.ns, run_at, now, *qargs]
             found = self._finish_reserve(keys=keys, args=args)
-        if found is None:
-            return None
-        if int(found[0]) == -1:
+        index, item, started = found[:3]
+        self.problems.extend(_text(p) for p in found[3:])
+        if int(index) == -1:
             raise AllPaused()
-        index, item, started = found
+        if int(index) == 0:
+            return None
         return queues[int(index) - 1], item, _started(started)
 
     def blocking_reserve(self, queues: Sequence[str], timeout: float, worker_id: str) -> Reservation | None:
@@ -275,7 +283,13 @@ class DataStore:
         connection = _get_connection(pool)
         try:
             connection.send_command("BLPOP", *[self.keys.queue(q) for q in queues], timeout)
-            found = connection.read_response()
+            try:
+                found = connection.read_response()
+            except redis.ResponseError as exc:
+                pool.release(connection)
+                if not _content_error(exc):
+                    raise
+                return self._blocking_reserve_lists(queues, timeout, worker_id)
             if found is None:
                 pool.release(connection)
                 return None
@@ -293,10 +307,31 @@ class DataStore:
             raise
         return Reservation(queue, item, run_at, _PendingReply(pool, connection))
 
+    def _blocking_reserve_lists(self, queues: Sequence[str], timeout: float, worker_id: str) -> Reservation | None:
+        """BLPOP refused the whole call for one key of the wrong type: note it, use the others."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.type(self.keys.queue(queue))
+        kinds = [_text(kind) for kind in pipe.execute()]
+        lists = [q for q, kind in zip(queues, kinds) if kind in ("list", "none")]
+        self.problems.extend(f"{self.keys.queue(q)} is not a list: skipped" for q, kind in zip(queues, kinds)
+                             if kind not in ("list", "none"))
+        if not lists:
+            time.sleep(min(timeout, 1.0))  # nothing to block on; the loop comes back within a second
+            return None
+        return self.blocking_reserve(lists, timeout, worker_id)
+
     def finish_job(self, worker_id: str, finished: Bookkeeping) -> bool:
         """The bookkeeping after a job: one round trip; safe to retry (see FINISH_LUA)."""
         keys = self._finish_keys(worker_id, finished.status_key)
-        return bool(self._finish(keys=keys, args=finished.args(self.final_status_ttl)))
+        done = self._finish(keys=keys, args=finished.args(self.final_status_ttl))
+        self.problems.extend(_text(p) for p in done[1:])
+        return bool(done[0])
+
+    def take_problems(self) -> list[str]:
+        """The keys of the wrong type the scripts skipped since the last call."""
+        taken, self.problems = self.problems, []
+        return taken
 
     def _finish_keys(self, worker_id: str, status_key: str | None) -> list[str]:
         k = self.keys
@@ -324,7 +359,7 @@ class DataStore:
         pipe.sadd(self.keys.workers, worker_id)
         pipe.set(self.keys.worker_started(worker_id), started)
         pipe.hset(self.keys.heartbeats, worker_id, heartbeat)
-        pipe.execute()
+        self._execute(pipe, [self.keys.workers, self.keys.worker_started(worker_id), self.keys.heartbeats])
 
     def unregister_worker(
         self, worker_id: str, failure_record: str | None = None, requeue: tuple[str, str] | None = None
@@ -343,10 +378,33 @@ class DataStore:
         pipe.delete(k.worker(worker_id), k.worker_started(worker_id))
         pipe.hdel(k.heartbeats, worker_id)
         pipe.delete(k.worker_stat("processed", worker_id), k.worker_stat("failed", worker_id))
-        pipe.execute()
+        names = ([k.failed, k.stat("failed")] if failure_record is not None else []) + (
+            [k.queues, k.queue(requeue[0])] if requeue is not None else [])
+        self._execute(pipe, names + [k.workers, "", k.heartbeats, ""])
+
+    def _execute(self, pipe: Any, keys: Sequence[str]) -> list[Any]:
+        """Run a MULTI whose commands touch ``keys`` (in order): a command on a key of the wrong
+        type is skipped by Redis and noted here; the others apply, and nothing is raised for it."""
+        out = pipe.execute(raise_on_error=False)
+        for key, reply in zip(keys, out):
+            if isinstance(reply, redis.ResponseError):
+                if not _content_error(reply):
+                    raise reply
+                self.problems.append(f"{key} {reply}".strip())
+        return list(out)
+
+    def _tolerate(self, key: str, default: Any, call: Any) -> Any:
+        """One read of ``key``; a key of the wrong type reads as ``default`` and is noted."""
+        try:
+            return call()
+        except redis.ResponseError as exc:
+            if not _content_error(exc):
+                raise
+            self.problems.append(f"{key} is a {_text(self.redis.type(key))}: ignored")
+            return default
 
     def worker_ids(self) -> list[str]:
-        return sorted(_text(w) for w in self.redis.smembers(self.keys.workers))
+        return sorted(_text(w) for w in self._tolerate(self.keys.workers, set(), lambda: self.redis.smembers(self.keys.workers)))
 
     def working_on(self, worker_id: str) -> bytes | None:
         return self.redis.get(self.keys.worker(worker_id))
@@ -371,11 +429,12 @@ class DataStore:
     def heartbeat(self, worker_id: str) -> float:
         """Write Redis ``TIME`` as ISO-8601 (Ruby's rule: the server clock, not ours)."""
         now = self.server_time()
-        self.redis.hset(self.keys.heartbeats, worker_id, wire.iso_offset(now))
+        self._tolerate(self.keys.heartbeats, 0, lambda: self.redis.hset(self.keys.heartbeats, worker_id, wire.iso_offset(now)))
         return now
 
     def heartbeats(self) -> dict[str, str]:
-        return {_text(k): _text(v) for k, v in self.redis.hgetall(self.keys.heartbeats).items()}
+        beats = self._tolerate(self.keys.heartbeats, {}, lambda: self.redis.hgetall(self.keys.heartbeats))
+        return {_text(k): _text(v) for k, v in beats.items()}
 
     def drop_heartbeat(self, worker_id: str) -> None:
         self.redis.hdel(self.keys.heartbeats, worker_id)
@@ -391,7 +450,7 @@ class DataStore:
         self._release_lock(keys=[self.keys.prune_lock], args=[worker_id])
 
     def all_paused(self) -> bool:
-        value = self.redis.get(self.keys.pause_all)
+        value = self._tolerate(self.keys.pause_all, None, lambda: self.redis.get(self.keys.pause_all))
         return value is not None and _text(value).strip().lower() == "true"
 
     def set_pause_all(self, paused: bool) -> None:
@@ -478,6 +537,12 @@ class DataStore:
             pipe.lindex(self.keys.queue(name), 0)
         out = pipe.execute()
         return [(int(out[2 * i]), out[2 * i + 1]) for i in range(len(names))]
+
+
+def _content_error(exc: redis.ResponseError) -> bool:
+    """An error that says what a key holds (another program's doing), not that Redis is away."""
+    text = str(exc)
+    return text.startswith("WRONGTYPE") or "not an integer" in text or "not a valid float" in text
 
 
 def _text(value: Any) -> str:

@@ -1,12 +1,19 @@
-"""Living through Redis outages: one warning when one starts, one line when it ends, and a
-capped exponential backoff in between (no traceback spam, no hammering a restarting server)."""
+"""Living through Redis trouble: one warning when an outage starts, one line when it ends, and a
+capped exponential backoff in between (no traceback spam, no hammering a restarting server);
+and keys of the wrong type that the scripts skipped, each logged once (never a crash loop)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from .. import defaults
+
+
+class _Reports(Protocol):
+    problems: list[str]
+
+    def take_problems(self) -> list[str]: ...
 
 
 class Outage:
@@ -15,6 +22,7 @@ class Outage:
         self.url = url
         self.since: float | None = None
         self.attempts = 0
+        self._problems_seen: set[str] = set()
 
     @property
     def active(self) -> bool:
@@ -37,3 +45,11 @@ class Outage:
         if self.since is not None:
             self.log.info("redis is back", down_for=round(time.monotonic() - self.since, 3))
             self.since = None
+
+    def report(self, store: _Reports) -> None:
+        """Log what the scripts skipped (a queue that is a hash, a counter that holds "abc"),
+        each once per process: the job went on, the operator should know the key is broken."""
+        for problem in store.take_problems() if store.problems else ():
+            if problem not in self._problems_seen:
+                self._problems_seen.add(problem)
+                self.log.error("a key in Redis holds the wrong type, skipped", problem=problem)

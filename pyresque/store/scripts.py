@@ -6,10 +6,26 @@ reserve), tracked and unique pushes, concurrency slots, the failed list's compar
 Key *names* are not spelled here: the DataStore passes them in ``KEYS`` (:mod:`pyresque.wire.keys`).
 """
 
+# Shared by the worker's scripts. Every key they read or count may hold anything (other programs
+# write the keyspace): a step on a key of the wrong type is skipped and reported in the reply's
+# tail ("<key> <problem>"), never an error that would leave the script half done.
+_SAFE_LUA = r"""
+local problems = {}
+local function note(key, what) if #problems < 50 then problems[#problems + 1] = key .. ' ' .. what end end
+local function get_string(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then note(key, 'is not a string: ignored'); return false end
+  return value
+end
+local function count(key)
+  if type(redis.pcall('INCRBY', key, 1)) == 'table' then note(key, 'is not an integer: not counted') end
+end
+"""
+
 # Records a reserved item: SET worker:<id> to the working-on record and, when the payload carries
 # a php-resque id whose status key exists, status RUNNING (keeping "started").
 # Returns the packet's "started" (or false when the job is not tracked).
-_RECORD_LUA = r"""
+_RECORD_LUA = _SAFE_LUA + r"""
 local function record(item, queue_json, worker_key, ns, run_at, now)
   local payload_json = item
   local ok, job = pcall(cjson.decode, item)
@@ -21,7 +37,7 @@ local function record(item, queue_json, worker_key, ns, run_at, now)
     local skey = ns .. 'job:'
     if type(prefix) == 'string' and prefix ~= '' then skey = skey .. prefix .. '_' end
     skey = skey .. job['id'] .. ':status'
-    local current = redis.call('GET', skey)
+    local current = get_string(skey)
     if current then
       local started = string.match(current, '"started":(%d+)') or now
       redis.call('SET', skey,
@@ -37,24 +53,35 @@ end
 # ARGV: namespace, run_at, now, json(q1) .. json(qn)
 # Pops the first item in queue order and records it in the same atomic step, so a reserved job
 # is never only in the worker's memory. Honours Ruby's pause-all-workers flag at no extra cost.
-# Returns {index, item, started}, {-1} while paused, or nil.
-RESERVE_LUA = _RECORD_LUA + r"""
-local n = #KEYS - 2
-local paused = redis.call('GET', KEYS[n + 2])
-if paused and string.lower(paused) == 'true' then return {-1} end
-for i = 1, n do
-  local item = redis.call('LPOP', KEYS[i])
-  if item then
-    return {i, item, record(item, ARGV[3 + i], KEYS[n + 1], ARGV[1], ARGV[2], ARGV[3])}
+# Returns {index, item, started, problems...}: index 0 when every queue is empty, -1 while paused.
+_POP_LUA = r"""
+-- queues are KEYS[k0 + 1 .. k0 + n], their JSON names ARGV[a0 + 1 .. a0 + n] (indexed, not
+-- unpacked: a QUEUE=* worker may pass tens of thousands)
+local function pop(k0, a0, n, worker_key, pause_key, ns, run_at, now)
+  local paused = get_string(pause_key)
+  if paused and string.lower(paused) == 'true' then return {-1, false, false, unpack(problems)} end
+  for i = 1, n do
+    local item = redis.pcall('LPOP', KEYS[k0 + i])
+    if type(item) == 'table' then
+      note(KEYS[k0 + i], 'is not a list: skipped')
+    elseif item then
+      local started = record(item, ARGV[a0 + i], worker_key, ns, run_at, now)
+      return {i, item, started, unpack(problems)}
+    end
   end
+  return {0, false, false, unpack(problems)}
 end
-return nil
+"""
+RESERVE_LUA = _RECORD_LUA + _POP_LUA + r"""
+local n = #KEYS - 2
+return pop(0, 3, n, KEYS[n + 1], KEYS[n + 2], ARGV[1], ARGV[2], ARGV[3])
 """
 
 # KEYS: worker:<id>;  ARGV: namespace, run_at, now, json(queue), item
 # The BLOCKING-mode counterpart of RESERVE_LUA, sent right after BLPOP returned the item.
 RECORD_LUA = _RECORD_LUA + r"""
-return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])}
+local started = record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return {0, ARGV[5], started, unpack(problems)}
 """
 
 # KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
@@ -63,44 +90,41 @@ return {0, ARGV[5], record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 #       or '', '1' on a retry, the job's exact working-on record ('' = unknown)
 # Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
 # while the working-on record is still this job's, so it never counts a job twice nor deletes
-# the record of the job reserved in the same (lost) call.
+# the record of the job reserved in the same (lost) call. The failure record is pushed before
+# anything that could fail, and counters on keys that are not counters are skipped, so the
+# outcome (status, failure record) is never lost half-way, nor written twice by a retry.
 _FINISH_LUA = r"""
 local function finish()
   if ARGV[4] == '1' then
-    local current = redis.call('GET', KEYS[1])
+    local current = get_string(KEYS[1])
     if not current or (ARGV[5] ~= '' and current ~= ARGV[5]) then return 0 end
   end
-  redis.call('DEL', KEYS[1])
-  redis.call('INCRBY', KEYS[2], 1)
-  redis.call('INCRBY', KEYS[3], 1)
-  if ARGV[3] ~= '' then
-    redis.call('RPUSH', KEYS[5], ARGV[3])
-    redis.call('INCRBY', KEYS[6], 1)
-    redis.call('INCRBY', KEYS[7], 1)
+  if ARGV[3] ~= '' and type(redis.pcall('RPUSH', KEYS[5], ARGV[3])) == 'table' then
+    note(KEYS[5], 'is not a list: a failure record was not stored')
   end
   if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
   elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+  redis.call('DEL', KEYS[1])
+  count(KEYS[2])
+  count(KEYS[3])
+  if ARGV[3] ~= '' then
+    count(KEYS[6])
+    count(KEYS[7])
+  end
   return 1
 end
 """
-FINISH_LUA = _FINISH_LUA + "return finish()\n"
+# Returns {1 (applied) or 0 (a retry that found the record gone), problems...}.
+FINISH_LUA = _RECORD_LUA + _FINISH_LUA + "return {finish(), unpack(problems)}\n"
 
 # KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
 # ARGV: the five FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
 # The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
 # same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
-FINISH_RESERVE_LUA = _RECORD_LUA + _FINISH_LUA + r"""
+FINISH_RESERVE_LUA = _RECORD_LUA + _FINISH_LUA + _POP_LUA + r"""
 finish()
 local n = #KEYS - 8
-local paused = redis.call('GET', KEYS[n + 8])
-if paused and string.lower(paused) == 'true' then return {-1} end
-for i = 1, n do
-  local item = redis.call('LPOP', KEYS[7 + i])
-  if item then
-    return {i, item, record(item, ARGV[8 + i], KEYS[1], ARGV[6], ARGV[7], ARGV[8])}
-  end
-end
-return nil
+return pop(7, 8, n, KEYS[1], KEYS[n + 8], ARGV[6], ARGV[7], ARGV[8])
 """
 
 # KEYS: queues, queue:<q>, status key (or a dummy);  ARGV: queue name, item, WAITING packet or ''

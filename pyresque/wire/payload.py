@@ -108,6 +108,9 @@ def decode_payload(raw: bytes | str) -> dict[str, Any]:
     job_class = payload.get("class")
     if not isinstance(job_class, str) or not job_class:
         raise InvalidPayload("payload has no 'class' string")
+    if job_class == UNREADABLE_JOB:
+        raise InvalidPayload("an unreadable item retried from the failed list: it cannot run "
+                             "(its original bytes are its first argument)")
     args = payload.get("args")
     if args is None:
         payload["args"] = []  # Ruby: missing or nil args become []
@@ -126,18 +129,24 @@ def raw_payload_record(raw: bytes | str) -> dict[str, Any]:
         return {"raw": raw.decode("utf-8", "backslashreplace"), "raw_base64": binascii.b2a_base64(raw, newline=False).decode()}
 
 
-def readable_payload(item: bytes) -> dict[str, Any]:
-    """What a failure record keeps of an item a worker could not run: its raw content, plus its
-    php-resque ``id``/``prefix`` when they can be read (so its status is finalised too)."""
-    record = raw_payload_record(item)
-    try:
-        doc = untrusted.loads(item, "payload")
-    except InvalidPayload:
-        return record
+#: The job class in the failure record of an item that is not a runnable job. Ruby's requeue and
+#: resque-web's Retry need a ``class`` and ``args``: they push ``{class: this, args: [raw]}``,
+#: which a pyresque worker fails again with a clear reason instead of running anything.
+UNREADABLE_JOB = "Pyresque::UnreadableItem"
+
+
+def readable_payload(item: bytes | str, reason: str = "") -> dict[str, Any]:
+    """What a failure record keeps of an item a worker could not run: its raw content, why, and
+    its php-resque ``id``/``prefix`` when they can be read (so its status is finalised too)."""
+    record: dict[str, Any] = {"class": UNREADABLE_JOB, "args": [], **raw_payload_record(item)}
+    record["args"] = [record["raw"]]
+    if reason:
+        record["reason"] = untrusted.encodable(reason)
+    doc = untrusted.lenient_loads(item)  # the strict reader refused it; Redis' cjson may not have
     if isinstance(doc, dict):
-        for key in ("class", "id", "prefix"):
+        for key, into in (("class", "item_class"), ("id", "id"), ("prefix", "prefix")):
             if isinstance(doc.get(key), str):
-                record[key] = doc[key]
+                record[into] = untrusted.encodable(doc[key])
     return record
 
 
@@ -257,7 +266,8 @@ class WorkerId(NamedTuple):
 def parse_worker_id(worker_id: str) -> WorkerId | None:
     """Split ``host:pid:q1,q2`` as Resque does (``split(':', 3)``); ``None`` if it is not one."""
     parts = worker_id.split(":", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
+    pid = parts[1] if len(parts) == 3 else ""
+    if not (pid.isascii() and pid.isdigit() and len(pid) <= 10):  # not '²', not 5,000 digits
         return None
     queues = parts[2].split(",")
     slot = None
@@ -352,6 +362,40 @@ def decode_working_on(raw: bytes | str) -> WorkingOn | None:
     queue, run_at = data.get("queue", ""), data.get("run_at", "")
     return WorkingOn(queue if isinstance(queue, str) else str(untrusted.encodable(queue)),
                      run_at if isinstance(run_at, str) else "", data.get("payload"))
+
+
+@dataclass
+class InFlight:
+    """A dead (or stopping) worker's job as its record tells it, whatever the record holds."""
+
+    queue: str
+    payload: dict[str, Any]  # the job's payload, or :func:`readable_payload` of what was there
+    readable: bool  # the payload is a job pyresque could have run (it may be requeued)
+
+
+def in_flight(raw: bytes | str) -> InFlight:
+    """The job in a ``worker:<id>`` record, for failing (or requeueing) it: never ``None``, so a
+    record that is not readable is failed with its raw bytes instead of disappearing."""
+    record = decode_working_on(raw)
+    if record is not None and isinstance(record.payload, dict):
+        return InFlight(record.queue, record.payload, True)
+    if record is not None:  # the reserve script stores an item that is not JSON as a string
+        item = record.payload if isinstance(record.payload, str) else encode_ruby(untrusted.encodable(record.payload))
+        return InFlight(record.queue, readable_payload(item, "the job's payload is not a JSON object"), False)
+    try:
+        untrusted.loads(raw, "working-on record")
+        reason = "the working-on record is not a JSON object"
+    except InvalidPayload as exc:
+        reason = str(exc)
+    doc = untrusted.lenient_loads(raw)  # read what can be read: the queue, the job's id
+    queue = doc.get("queue") if isinstance(doc, dict) else None
+    inner = doc.get("payload") if isinstance(doc, dict) else None
+    payload = readable_payload(raw, reason)
+    if isinstance(inner, dict):
+        payload.update({k: untrusted.encodable(v) for k, v in inner.items() if k in ("id", "prefix") and isinstance(v, str)})
+        if isinstance(inner.get("class"), str):
+            payload["item_class"] = untrusted.encodable(inner["class"])
+    return InFlight(untrusted.encodable(queue) if isinstance(queue, str) else "", payload, False)
 
 
 # -- failure records --------------------------------------------------------------------------

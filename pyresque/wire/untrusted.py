@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 from .. import defaults
@@ -84,6 +85,28 @@ def loads(raw: bytes | str, what: str = "value", *, max_bytes: int = defaults.MA
     if _SURROGATE_ESCAPE.search(text) and not _is_encodable(value):
         raise InvalidPayload(f"{what} contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), which UTF-8 cannot carry")
     return value
+
+
+def lenient_loads(raw: bytes | str) -> Any:
+    """Parse as Redis' cjson does (any bytes, 1000 levels, NaN), or ``None`` if even that fails.
+
+    Only for reading the ``id`` of an item the strict reader refused: the reserve script (cjson)
+    may have seen it as a tracked job and set its status RUNNING, which must still end FAILED.
+    """
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if len(text) > defaults.MAX_VALUE_BYTES or depth_of(text) > 1000:
+        return None
+    # The C decoder recurses once per level: give it room for cjson's 1000. (No lock: that would
+    # load threading into the forking helper; two slot threads racing here can at worst leave
+    # the limit raised, which costs nothing.)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4000))
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _is_encodable(value: Any) -> bool:

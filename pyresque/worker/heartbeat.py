@@ -15,12 +15,16 @@ import threading
 import time
 from typing import Any, Callable
 
+import redis
+
 from .. import defaults
 from ..exceptions import JobClassNotFound
 from ..jobs.resolver import JobResolver
 from ..process.liveness import process_is_resque
 from ..store.datastore import DataStore
 from ..wire import payload as wire
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 class Pruner:
@@ -60,7 +64,7 @@ class Pruner:
                 continue
             beat_time = wire.parse_time(beat)
             if beat_time is None or now - beat_time > self.prune_interval:
-                self.prune_worker(wid, heartbeat_expired=True)
+                self._prune_one(wid, heartbeat_expired=True)
                 pruned.append(wid)
         for wid in sorted(registered - set(pruned)):
             if wid == self.worker_id:
@@ -68,17 +72,28 @@ class Pruner:
             parsed = wire.parse_worker_id(wid)
             if parsed is None or parsed.host != self.hostname or self.is_alive(parsed.pid):
                 continue
-            self.prune_worker(wid, heartbeat_expired=False)
+            self._prune_one(wid, heartbeat_expired=False)
             pruned.append(wid)
         return pruned
+
+    def _prune_one(self, wid: str, heartbeat_expired: bool) -> None:
+        """One dead worker; whatever its keys hold, the others are still pruned after it."""
+        try:
+            self.prune_worker(wid, heartbeat_expired)
+        except _REDIS_DOWN:
+            raise
+        except Exception as exc:  # content we did not foresee: log it, never stop the prune
+            if self.log is not None:
+                self.log.error("could not prune a dead worker; the next prune tries again", dead_worker=wid,
+                               error=f"{type(exc).__name__}: {exc}")
 
     def prune_worker(self, wid: str, heartbeat_expired: bool) -> None:
         raw = self.store.working_on(wid)
         failure = requeue = None
-        record = wire.decode_working_on(raw) if raw is not None else None
-        if record is not None and isinstance(record.payload, dict):
+        record = wire.in_flight(raw) if raw is not None else None
+        if record is not None:
             job_class = str(record.payload.get("class", "<Unknown Job>"))
-            if self._requeue_allowed(job_class):
+            if record.readable and self._requeue_allowed(job_class):
                 requeue = (record.queue, wire.encode_payload(record.payload))
             else:
                 message = (f"Worker {wid} did not gracefully exit while processing {job_class}" if heartbeat_expired
@@ -98,21 +113,23 @@ class Pruner:
             return False
         return bool(getattr(target, "requeue_on_dirty_exit", False))
 
+    def started_of(self, payload: dict[str, Any]) -> tuple[str | None, int | None]:
+        """A payload's status key (``None``: untracked) and the ``started`` its packet holds."""
+        job_id, prefix = payload.get("id"), payload.get("prefix")
+        if not isinstance(job_id, str):
+            return None, None
+        key = self.store.keys.status(job_id, prefix if isinstance(prefix, str) else "")
+        current = self.store.get_status(key)
+        try:
+            return key, wire.decode_status(current).started if current is not None else None
+        except ValueError:  # not a status packet (another program's value): no "started"
+            return key, None
+
     def set_status(self, payload: dict[str, Any], status: int) -> None:
         """Set a tracked job's status (php's rule: only if its key exists), keeping ``started``."""
-        job_id = payload.get("id")
-        if not isinstance(job_id, str):
+        key, started = self.started_of(payload)
+        if key is None:
             return
-        prefix = payload.get("prefix")
-        prefix = prefix if isinstance(prefix, str) else ""
-        key = self.store.keys.status(job_id, prefix)
-        current = self.store.get_status(key)
-        started = None
-        if current is not None:
-            try:
-                started = wire.decode_status(current).started
-            except ValueError:
-                started = None
         now = int(time.time())
         ttl = self.store.final_status_ttl if status in wire.FINAL_STATUSES else None
         self.store.update_status(key, wire.encode_status(status, now, started or now), ttl)

@@ -151,6 +151,11 @@ class Worker:
             except _REDIS_DOWN as exc:
                 self._redis_outage(exc)
                 continue
+            except redis.ResponseError as exc:  # refused for what a key holds: logged once, never fatal
+                self.store.problems.append(str(exc))
+                self.outage.report(self.store)
+                self._idle(1.0)
+                continue
             if reserved is None:
                 self._flush_bookkeeping()  # normally already applied by the reserve
                 if self.options.interval == 0:
@@ -174,7 +179,11 @@ class Worker:
         except Exception as exc:
             self.log.exception("internal error while handling a job; failing it", queue=queue)
             if self._unbooked is None:  # not yet booked: fail it now, with the reason
-                job = jobmod.Job(queue, wire.readable_payload(item), self.id, item)
+                try:
+                    payload = wire.decode_payload(item)
+                except InvalidPayload as bad:
+                    payload = wire.readable_payload(item, str(bad))
+                job = jobmod.Job(queue, payload, self.id, item)
                 try:
                     started = self._confirm_record_after_run(started)
                     self._finish(job, started, jobmod.failure_outcome(exc), begun)
@@ -203,6 +212,7 @@ class Worker:
             self._flush_bookkeeping()
             timeout = min(self.options.interval, defaults.MAX_BLOCK_SECONDS)
             reservation = self.store.blocking_reserve(queues, timeout, self.id)
+            self.outage.report(self.store)
             if reservation is None:
                 return None
             # The window: the item is out of the queue until the record, sent right behind the
@@ -222,6 +232,7 @@ class Worker:
                 booked.retry = True
             raise
         self._unbooked = None
+        self.outage.report(self.store)
         if found is not None:
             self._record = wire.expected_working_on(found[0], run_at, found[1])
         return found
@@ -233,7 +244,7 @@ class Worker:
         try:
             payload = wire.decode_payload(item)
         except InvalidPayload as exc:
-            job = jobmod.Job(queue, wire.readable_payload(item), self.id, item)
+            job = jobmod.Job(queue, wire.readable_payload(item, str(exc)), self.id, item)
             self._fail_here(job, self._confirm_record(started), exc, begun)
             return
         job = jobmod.Job(queue, payload, self.id, item)
@@ -301,7 +312,12 @@ class Worker:
         BLOCKING mode sends the record without waiting (:class:`datastore.Reservation`); this
         reads its reply, before anything that depends on the record is written."""
         reservation, self._reservation = self._reservation, None
-        return started if reservation is None else reservation.started()
+        if reservation is None:
+            return started
+        started = reservation.started()
+        self.store.problems.extend(reservation.problems)
+        self.outage.report(self.store)
+        return started
 
     def _confirm_record_after_run(self, started: int | None) -> int | None:
         """As :meth:`_confirm_record`, after the job ran: a lost reply must not lose its outcome.
@@ -374,8 +390,13 @@ class Worker:
             self.outage.down(exc)
 
     def _fail_here(self, job: jobmod.Job, started: int | None, exc: BaseException, begun: float) -> None:
-        """A job that cannot even start (bad payload, unknown class) fails in the parent, no fork."""
+        """A job that cannot even start (bad payload, unknown class) fails in the parent, no fork.
+
+        An item the reserve script could not read as JSON left its status untouched; its id, when
+        one can be read, still gets status FAILED (only if that status key exists, php's rule)."""
         self._safe_event("onFailure", exc, job)
+        if started is None and job.id is not None:
+            started = int(time.time())
         self._finish(job, started, jobmod.failure_outcome(exc, with_backtrace=False), begun)
 
     def _check_supervisor(self) -> None:
@@ -411,6 +432,7 @@ class Worker:
             try:
                 self.store.finish_job(self.id, booked)
                 self._unbooked = None
+                self.outage.report(self.store)
                 self.outage.back()
             except _REDIS_DOWN as exc:
                 booked.retry = True
@@ -517,21 +539,13 @@ class Worker:
         """A reserve whose reply was lost (Redis died mid-call) left our record: run that job."""
         self._flush_bookkeeping()  # the record may still be the finished job's
         raw = self.store.working_on(self.id)
-        record = wire.decode_working_on(raw) if raw is not None else None
-        if record is None or not isinstance(record.payload, dict):
+        record = wire.in_flight(raw) if raw is not None else None
+        if record is None:
             return
-        payload = record.payload
-        started = None
-        if isinstance(payload.get("id"), str):
-            prefix = payload.get("prefix")
-            prefix = prefix if isinstance(prefix, str) else ""
-            current = self.store.get_status(self.resque.keys.status(payload["id"], prefix))
-            try:
-                started = wire.decode_status(current).started if current is not None else None
-            except ValueError:
-                started = None
-        self.log.warning("recovering the job our lost reply reserved", job_class=payload.get("class"))
-        self.process(record.queue, wire.encode_payload(payload).encode(), started)
+        _, started = self.pruner.started_of(record.payload)
+        self.log.warning("recovering the job our lost reply reserved", job_class=record.payload.get("class"))
+        item = wire.encode_payload(record.payload) if record.readable else record.payload["raw"]
+        self.process(record.queue, item.encode("utf-8", "surrogateescape"), started)
 
     # == 6. unregister =========================================================================
     def _teardown(self) -> None:
@@ -561,12 +575,11 @@ class Worker:
         """Ruby's unregister; a job still recorded as running is failed first (DirtyExit)."""
         failure = None
         raw = self.store.working_on(self.id)
-        record = wire.decode_working_on(raw) if raw is not None else None
+        record = wire.in_flight(raw) if raw is not None else None
         if record is not None:
             failure = wire.encode_failure(wire.build_failure(
                 record.payload, "pyresque.DirtyExit", "Job still being processed", [], self.id, record.queue))
-            if isinstance(record.payload, dict):
-                self.pruner.set_status(record.payload, wire.FAILED)
+            self.pruner.set_status(record.payload, wire.FAILED)
         self.store.unregister_worker(self.id, failure_record=failure)
         self._registered = False
 
