@@ -243,7 +243,7 @@ class Worker:
         except JobClassNotFound as exc:
             self._fail_here(job, self._confirm_record(started), exc, begun)
             return
-        except Exception as exc:  # an allowed module that raised on import, a bad policy, …
+        except Exception as exc:  # a nonsense policy, a class that breaks on inspection, …
             self._fail_here(job, self._confirm_record(started), JobClassNotFound(
                 f"Could not load job class {job.job_class}: {type(exc).__name__}: {exc}"), begun)
             return
