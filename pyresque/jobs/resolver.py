@@ -125,11 +125,23 @@ class JobResolver:
         found = self._cache.get(name)
         if found is not None:
             return found
-        found = self._lookup(name)
+        found = self._lookup(name, load=True)
         self._cache[name] = found
         return found
 
-    def _lookup(self, name: str) -> Any:
+    def resolve_loaded(self, name: str) -> Any | None:
+        """As :meth:`resolve`, but never imports: only registered and included classes and
+        modules already in ``sys.modules``. For names read outside a job (a dead worker's
+        record), where importing would let whoever writes Redis run module code at will."""
+        found = self._cache.get(name)
+        if found is not None:
+            return found
+        try:
+            return self._lookup(name, load=False)
+        except JobClassNotFound:
+            return None
+
+    def _lookup(self, name: str, load: bool) -> Any:
         if name in _registry:
             return _registry[name]
         if not name.startswith("_"):
@@ -142,12 +154,15 @@ class JobResolver:
             raise JobClassNotFound(f"Could not find job class {name}: a dotted name is identifiers, none "
                                    f"starting with '_' (no __main__, dunder or private part). {self.searched()}")
         if module_name and self._allowed(module_name):
-            candidate = self._attribute(name, module_name, attr)
+            candidate = self._attribute(name, module_name, attr, load)
             if candidate is not None and _is_job(candidate):
                 return candidate
         raise JobClassNotFound(f"Could not find job class {name}. {self.searched()}")
 
-    def _attribute(self, name: str, module_name: str, attr: str) -> Any:
+    def _attribute(self, name: str, module_name: str, attr: str, load: bool) -> Any:
+        if not load:
+            module = sys.modules.get(module_name)
+            return getattr(module, attr, None) if isinstance(module, ModuleType) else None
         try:
             return getattr(importlib.import_module(module_name), attr, None)
         except ImportError as exc:

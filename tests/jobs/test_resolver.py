@@ -155,6 +155,16 @@ def test_whatever_an_allowed_module_raises_at_import_is_a_job_class_not_found(mo
         assert str(info.value) == f"Could not load job class rsv_app.{module}.Job: {reason}"
 
 
+def test_resolve_loaded_never_imports(app_package):
+    resolver = JobResolver(allowed=["rsv_app"])
+    assert resolver.resolve_loaded("rsv_app.other.Job") is None
+    assert _imported(app_package) == set()
+    import rsv_app.other
+
+    assert resolver.resolve_loaded("rsv_app.other.Job") is rsv_app.other.Job
+    assert resolver.resolve_loaded("rsv_app.__main__.Job") is None and "rsv_app.__main__" not in _imported(app_package)
+
+
 def test_a_worker_refuses_main_contains_an_exit_at_import_and_keeps_serving(redis_url, r, tmp_path, app_package):
     resque = Resque(redis_url)
     main_id = resque.enqueue("default", "rsv_app.__main__.Job")
