@@ -29,6 +29,7 @@ from ..exceptions import ConfigurationError, JobClassNotFound
 T = TypeVar("T")
 
 _registry: dict[str, Any] = {}
+_primary: dict[int, tuple[Any, str]] = {}  # id(obj) -> (obj, the name it was first registered under)
 
 
 @overload
@@ -52,6 +53,7 @@ def register(target: Any = None, *, aliases: Iterable[str] = ()) -> Any:
             raise TypeError(f"{obj!r} has no perform()")
         for wire_name in names:
             _registry[str(wire_name)] = obj
+        _primary.setdefault(id(obj), (obj, str(names[0])))
         return obj
 
     if target is None or isinstance(target, str):
@@ -69,7 +71,21 @@ def lookup(name: str) -> Any:
 
 
 def unregister(name: str) -> None:
-    _registry.pop(name, None)
+    obj = _registry.pop(name, None)
+    if obj is not None and not any(other is obj for other in _registry.values()):
+        _primary.pop(id(obj), None)
+
+
+def canonical_name(target: Any) -> str:
+    """One name per job class whichever of its names (``Limited``, ``App\\Limited``) a payload
+    used: what its ``@unique`` lock and ``@limit_concurrency`` slots are keyed by, on the
+    producer's side and the worker's, so an alias cannot bypass them. The name it was first
+    registered under; for a class never registered, ``module.qualname``."""
+    entry = _primary.get(id(target))
+    if entry is not None and entry[0] is target:
+        return entry[1]
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{getattr(target, '__module__', None)}.{qualname}"
 
 
 def is_file_include(spec: str) -> bool:

@@ -11,7 +11,7 @@ import pytest
 import pyresque
 from pyresque import Resque
 from pyresque.exceptions import ConfigurationError, JobClassNotFound
-from pyresque.jobs.resolver import JobResolver, load_include, unregister
+from pyresque.jobs.resolver import JobResolver, canonical_name, load_include, unregister
 from support import ROOT, WorkerProcess, wait_for
 
 
@@ -58,6 +58,24 @@ def test_registered_names_and_aliases():
     finally:
         unregister("Mailer::Send")
         unregister("App\\Jobs\\Mail")
+
+
+def test_canonical_name_is_the_first_registered_name_whatever_alias_is_dropped():
+    @pyresque.register("Canon", aliases=["App\\Canon"])
+    class Canon:
+        @staticmethod
+        def perform():
+            pass
+
+    try:
+        assert canonical_name(Canon) == "Canon"
+        unregister("Canon")  # still registered under its alias: its locks keep their key
+        assert canonical_name(Canon) == "Canon"
+        unregister("App\\Canon")
+        assert canonical_name(Canon) == f"{__name__}.{Canon.__qualname__}"
+    finally:
+        unregister("Canon")
+        unregister("App\\Canon")
 
 
 def test_include_exposes_its_job_classes_by_bare_name(tmp_path):
