@@ -114,7 +114,7 @@ class Resque:
             for hook in hooks.class_hooks(target, "before_enqueue"):
                 if hook(*arg_list) is False:
                     return None
-        digest = policies.unique_digest(target, job_class, arg_list) if target is not None else None
+        digest = policies.unique_digest(target, arg_list) if target is not None else None
         if digest is None or target is None:
             self.store.push(queue, item, status_key, packet)
         elif not self.store.push_unique(self.keys.unique_lock(digest), target.unique_ttl, queue, item,

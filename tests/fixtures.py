@@ -246,6 +246,26 @@ class LimitedJob:
         record("limited", {"n": n, "start": start, "end": time.time()})
 
 
+@pyresque.register("Unique", aliases=["App\\Unique"])
+@pyresque.unique()
+class AliasedUniqueJob:
+    @staticmethod
+    def perform(n):
+        record("aliased_unique_ran", {"n": n})
+
+
+@pyresque.register("Limited", aliases=["App\\Limited"])
+@pyresque.limit_concurrency(1, lease=30)
+class AliasedLimitedJob:
+    """One slot for both its names: two jobs sent under the two never run at once."""
+
+    @staticmethod
+    def perform(n):
+        start = time.time()
+        time.sleep(0.5)
+        record("aliased_limited", {"n": n, "start": start, "end": time.time()})
+
+
 @pyresque.register
 class PidJob:
     @staticmethod

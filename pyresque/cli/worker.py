@@ -34,7 +34,8 @@ def _flag(value: str | None) -> bool:
 @click.option("--include", "includes", envvar="APP_INCLUDE", multiple=True,
               help="Python file or module defining/registering job classes (env APP_INCLUDE; repeatable).")
 @click.option("--allow", "allowed", envvar="ALLOWED_MODULES", multiple=True,
-              help="Module prefix whose classes may be named as package.module.Class (env ALLOWED_MODULES, comma list).")
+              help="Module whose classes, and its submodules' classes, may be named as package.module.Class; "
+                   "'app.jobs:' (trailing colon) allows that module only (env ALLOWED_MODULES, comma list).")
 @click.option("--pidfile", envvar="PIDFILE", default=None, help="Write the worker's pid here (env PIDFILE).")
 @click.option("--inline", is_flag=True, envvar="PYRESQUE_INLINE",
               help="Run jobs in the worker process, no fork (like Ruby's FORK_PER_JOB=false).")

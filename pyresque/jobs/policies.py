@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
 from ..wire import payload as wire
+from .resolver import canonical_name
 
 T = TypeVar("T")
 
@@ -154,15 +155,16 @@ def unique(ttl: float = 86400.0, key: Callable[..., str] | None = None) -> Calla
     return apply
 
 
-def unique_digest(target: Any, job_class: str, args: list[Any]) -> str | None:
-    """The uniqueness key of a job, or ``None`` when its class is not unique."""
+def unique_digest(target: Any, args: list[Any]) -> str | None:
+    """The uniqueness key of a job, or ``None`` when its class is not unique. Keyed by the
+    class's canonical name, not the payload's: aliases of one class share one lock."""
     if getattr(target, "unique_ttl", None) is None:
         return None
     custom = getattr(target, "unique_key", None)
     material = str(custom(*args)) if callable(custom) else wire.encode_ruby(args)
     import hashlib  # only for unique jobs: the forking helper stays without it
 
-    return hashlib.sha1(f"{job_class}\0{material}".encode()).hexdigest()
+    return hashlib.sha1(f"{canonical_name(target)}\0{material}".encode()).hexdigest()
 
 
 def limit_concurrency(limit: int, lease: float = 3600.0) -> Callable[[T], T]:

@@ -7,10 +7,12 @@ resolves only to
    (``PHP_Job``, ``Mailer::Send``, ``App\\Jobs\\Mail``), or
 2. an attribute of a module the operator allowed: a module loaded with ``APP_INCLUDE`` /
    ``--include`` (its top-level classes resolve by bare name), or a dotted
-   ``package.module.Class`` whose module lies under an allowed prefix (``--allow package``).
+   ``package.module.Class`` whose module the operator allowed (``--allow package``: it and
+   its submodules; ``--allow package.module:``: that module only).
 
 Anything else fails the job with :class:`JobClassNotFound` naming what was searched, and
-nothing is imported.
+nothing is imported. Nor is anything an allowed module raises on import (``sys.exit``
+included) let out: it fails the job that named it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..exceptions import ConfigurationError, JobClassNotFound
 T = TypeVar("T")
 
 _registry: dict[str, Any] = {}
+_primary: dict[int, tuple[Any, str]] = {}  # id(obj) -> (obj, the name it was first registered under)
 
 
 @overload
@@ -50,6 +53,7 @@ def register(target: Any = None, *, aliases: Iterable[str] = ()) -> Any:
             raise TypeError(f"{obj!r} has no perform()")
         for wire_name in names:
             _registry[str(wire_name)] = obj
+        _primary.setdefault(id(obj), (obj, str(names[0])))
         return obj
 
     if target is None or isinstance(target, str):
@@ -67,7 +71,21 @@ def lookup(name: str) -> Any:
 
 
 def unregister(name: str) -> None:
-    _registry.pop(name, None)
+    obj = _registry.pop(name, None)
+    if obj is not None and not any(other is obj for other in _registry.values()):
+        _primary.pop(id(obj), None)
+
+
+def canonical_name(target: Any) -> str:
+    """One name per job class whichever of its names (``Limited``, ``App\\Limited``) a payload
+    used: what its ``@unique`` lock and ``@limit_concurrency`` slots are keyed by, on the
+    producer's side and the worker's, so an alias cannot bypass them. The name it was first
+    registered under; for a class never registered, ``module.qualname``."""
+    entry = _primary.get(id(target))
+    if entry is not None and entry[0] is target:
+        return entry[1]
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{getattr(target, '__module__', None)}.{qualname}"
 
 
 def is_file_include(spec: str) -> bool:
@@ -101,56 +119,106 @@ def load_include(path_or_module: str) -> ModuleType:
 
 
 class JobResolver:
-    """Maps wire class names to Python objects within what the operator allowed."""
+    """Maps wire class names to Python objects within what the operator allowed.
 
-    def __init__(self, includes: Iterable[ModuleType] = (), allowed_prefixes: Iterable[str] = ()) -> None:
+    ``allowed`` entries (``ALLOWED_MODULES`` / ``--allow``): ``app`` allows the module ``app``
+    and every module under it; ``app.jobs:`` (a trailing colon, as in ``module:object``) allows
+    the module ``app.jobs`` only. No part of an entry or of a dotted class name may start with
+    ``_``: ``__main__`` would run a package's script, private modules were never meant to be
+    named from outside, and dunders reach the interpreter's machinery.
+    """
+
+    def __init__(self, includes: Iterable[ModuleType] = (), allowed: Iterable[str] = ()) -> None:
         self.includes = list(includes)
-        self.allowed_prefixes = tuple(p.strip().rstrip(".") for p in allowed_prefixes if p.strip())
+        entries = [_allowed_entry(spec) for spec in allowed if spec.strip()]
+        self.allowed = tuple(name + (":" if exact else "") for name, exact in entries)
+        self._exact = frozenset(name for name, exact in entries if exact)
+        self._prefixes = tuple(name for name, exact in entries if not exact)
         self._cache: dict[str, Any] = {}
 
     def resolve(self, name: str) -> Any:
+        """The object for ``name``, importing an allowed module if need be; else :class:`JobClassNotFound`."""
         found = self._cache.get(name)
         if found is not None:
             return found
-        found = self._lookup(name)
+        found = self._lookup(name, load=True)
         self._cache[name] = found
         return found
 
-    def _lookup(self, name: str) -> Any:
+    def resolve_loaded(self, name: str) -> Any | None:
+        """As :meth:`resolve`, but never imports: only registered and included classes and
+        modules already in ``sys.modules``. For names read outside a job (a dead worker's
+        record), where importing would let whoever writes Redis run module code at will."""
+        found = self._cache.get(name)
+        if found is not None:
+            return found
+        try:
+            return self._lookup(name, load=False)
+        except JobClassNotFound:
+            return None
+
+    def _lookup(self, name: str, load: bool) -> Any:
         if name in _registry:
             return _registry[name]
-        for module in self.includes:
-            candidate = module.__dict__.get(name)
-            if candidate is not None and _is_job(candidate):
-                return candidate
+        if not name.startswith("_"):
+            for module in self.includes:
+                candidate = module.__dict__.get(name)
+                if candidate is not None and _is_job(candidate):
+                    return candidate
         module_name, _, attr = name.rpartition(".")
-        if module_name and attr and self._allowed(module_name):
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError as exc:
-                raise JobClassNotFound(f"Could not find job class {name}: cannot import {module_name} ({exc})") from None
-            candidate = getattr(module, attr, None)
+        if module_name and not _plain_dotted(name):
+            raise JobClassNotFound(f"Could not find job class {name}: a dotted name is identifiers, none "
+                                   f"starting with '_' (no __main__, dunder or private part). {self.searched()}")
+        if module_name and self._allowed(module_name):
+            candidate = self._attribute(name, module_name, attr, load)
             if candidate is not None and _is_job(candidate):
                 return candidate
         raise JobClassNotFound(f"Could not find job class {name}. {self.searched()}")
 
+    def _attribute(self, name: str, module_name: str, attr: str, load: bool) -> Any:
+        if not load:
+            module = sys.modules.get(module_name)
+            return getattr(module, attr, None) if isinstance(module, ModuleType) else None
+        try:
+            return getattr(importlib.import_module(module_name), attr, None)
+        except ImportError as exc:
+            raise JobClassNotFound(f"Could not find job class {name}: cannot import {module_name} ({exc})") from None
+        except BaseException as exc:  # the module's own code (a sys.exit at import) must not end the worker
+            raise JobClassNotFound(f"Could not load job class {name}: {type(exc).__name__}: {exc}") from None
+
     def known(self) -> dict[str, Any]:
         """Every job this resolver can name without importing: registered and included classes."""
-        found = {name: obj for module in self.includes for name, obj in vars(module).items() if _is_job(obj)}
+        found = {name: obj for module in self.includes for name, obj in vars(module).items()
+                 if not name.startswith("_") and _is_job(obj)}
         found.update(_registry)
         return found
 
     def _allowed(self, module_name: str) -> bool:
-        if not module_name.isidentifier() and not all(part.isidentifier() for part in module_name.split(".")):
-            return False
-        return any(module_name == p or module_name.startswith(p + ".") for p in self.allowed_prefixes)
+        return module_name in self._exact or any(
+            module_name == p or module_name.startswith(p + ".") for p in self._prefixes)
 
     def searched(self) -> str:
         parts = [f"registered: {', '.join(sorted(_registry)) or 'none'}"]
         if self.includes:
             parts.append(f"included modules: {', '.join(m.__name__ for m in self.includes)}")
-        parts.append(f"allowed module prefixes: {', '.join(self.allowed_prefixes) or 'none'}")
+        parts.append(f"allowed modules: {', '.join(self.allowed) or 'none'}")
         return "Searched " + "; ".join(parts) + "."
+
+
+def _plain_dotted(name: str) -> bool:
+    return all(part.isidentifier() and not part.startswith("_") for part in name.split("."))
+
+
+def _allowed_entry(spec: str) -> tuple[str, bool]:
+    """``app`` -> (``app``, prefix); ``app.jobs:`` -> (``app.jobs``, exactly that module)."""
+    text = spec.strip()
+    exact = text.endswith(":")
+    name = text[:-1] if exact else text.rstrip(".")
+    if not _plain_dotted(name):
+        raise ConfigurationError(
+            f"ALLOWED_MODULES entry {spec!r} is not a module name: write 'app' (app and the modules under it) "
+            "or 'app.jobs:' (that module only); no part may start with '_'")
+    return name, exact
 
 
 def _is_job(obj: Any) -> bool:

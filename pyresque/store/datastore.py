@@ -8,6 +8,7 @@ scheduler's commands are :mod:`.scheduler_store`'s.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -482,10 +483,11 @@ class DataStore:
         return list(self.redis.lrange(self.keys.failed, start, start + count - 1))
 
     def replace_failed(self, index: int, expected: bytes, replacement: str) -> bool:
-        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, replacement]))
+        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, replacement, ""]))
 
     def remove_failed(self, index: int, expected: bytes) -> bool:
-        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, ""]))
+        marker = "__pyresque_removed__:" + os.urandom(16).hex()  # see EDIT_FAILED_LUA
+        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, "", marker]))
 
     def find_failed(self, expected: bytes, page: int = 500) -> int | None:
         """Index of the first failure record with exactly these bytes (LPOS; a scan before Redis 6.0.6)."""

@@ -173,15 +173,17 @@ end
 return redis.call('SET', KEYS[1], ARGV[1], 'XX', 'EX', ARGV[2])
 """
 
-# KEYS: failed;  ARGV: index, expected record, replacement ('' removes)
+# KEYS: failed;  ARGV: index, expected record, replacement ('' removes), marker (for a removal)
 # Acts on the failed list only if the record at the index is still the one the caller saw, so
 # a list that changed underneath (resque-web's known race) is never edited at the wrong place.
+# LREM removes by value, so a removal first marks the slot with a value no other record holds:
+# random per call, since any fixed one could be planted in the list by whoever writes Redis.
 EDIT_FAILED_LUA = r"""
 local current = redis.call('LINDEX', KEYS[1], ARGV[1])
 if current ~= ARGV[2] then return 0 end
 if ARGV[3] == '' then
-  redis.call('LSET', KEYS[1], ARGV[1], '__pyresque_removed__')
-  redis.call('LREM', KEYS[1], 1, '__pyresque_removed__')
+  redis.call('LSET', KEYS[1], ARGV[1], ARGV[4])
+  redis.call('LREM', KEYS[1], 1, ARGV[4])
 else
   redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
 end

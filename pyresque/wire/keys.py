@@ -142,6 +142,8 @@ class Keys:
         """Held from enqueue until the job's final outcome (or its TTL) for ``@unique`` classes."""
         return f"{self.ns}pyresque:unique:{digest}"
 
-    def concurrency_slots(self, job_class: str) -> str:
-        """Zset of running jobs of a ``@limit_concurrency`` class: member = worker id, score = lease end."""
-        return f"{self.ns}pyresque:concurrency:{job_class}"
+    def concurrency_slots(self, class_name: str) -> str:
+        """Zset of running jobs of a ``@limit_concurrency`` class: member = worker id, score = lease end.
+        ``class_name`` is the class's canonical name (``jobs.resolver.canonical_name``), never a
+        payload's, which may be any of its aliases."""
+        return f"{self.ns}pyresque:concurrency:{class_name}"

@@ -63,7 +63,7 @@ class Zygote:
         return cls(pid, parent_end)
 
     @classmethod
-    def launch(cls, includes: Sequence[str], allowed_prefixes: Sequence[str], max_jobs: int = 1,
+    def launch(cls, includes: Sequence[str], allowed: Sequence[str], max_jobs: int = 1,
                max_rss_mb: float = 0) -> Zygote:
         """Start the helper as a fresh interpreter that imports only what runs jobs.
 
@@ -77,8 +77,8 @@ class Zygote:
                 "--max-jobs", str(max_jobs), "--max-rss", str(max_rss_mb)]
         for include in includes:
             args += ["--include", include]
-        for prefix in allowed_prefixes:
-            args += ["--allow", prefix]
+        for entry in allowed:
+            args += ["--allow", entry]
         # The helper must import this very pyresque, even when the worker runs from a checkout
         # (bin/ shims put it on sys.path by hand, not through the environment).
         import subprocess  # here, not at the top: it loads threading, whose fork handler every child would run

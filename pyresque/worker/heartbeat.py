@@ -5,7 +5,8 @@ A worker is dead when (a) its ``workers:heartbeat`` entry is older than the prun
 process (psutil). Workers on other hosts that never heartbeat (php-resque, old Ruby) are left
 alone. A dead worker's in-flight job, read from its ``worker:<id>`` record, is failed with a
 DirtyExit record and status FAILED, or put back at the head of its queue when its job class set
-``requeue_on_dirty_exit = True`` (for idempotent jobs).
+``requeue_on_dirty_exit = True`` (for idempotent jobs) and is already loaded here: a prune
+never imports a module.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any, Callable
 import redis
 
 from .. import defaults
-from ..exceptions import JobClassNotFound
 from ..jobs.resolver import JobResolver
 from ..process.liveness import process_is_resque
 from ..store.datastore import DataStore
@@ -107,10 +107,9 @@ class Pruner:
                              requeued=requeue is not None, heartbeat_expired=heartbeat_expired)
 
     def _requeue_allowed(self, job_class: str) -> bool:
-        try:
-            target = self.resolver.resolve(job_class)
-        except JobClassNotFound:
-            return False
+        """Only a class this process already has can say so: a forged record must not make every
+        starting worker import the module it names. Unknown means fail, as Resque does."""
+        target = self.resolver.resolve_loaded(job_class)
         return bool(getattr(target, "requeue_on_dirty_exit", False))
 
     def started_of(self, payload: dict[str, Any]) -> tuple[str | None, int | None]:

@@ -158,7 +158,7 @@ class ChildSupervisor:
 
     def _start_helper(self) -> Zygote:
         if self.options.helper_includes is not None:
-            return Zygote.launch(self.options.helper_includes, self.resolver.allowed_prefixes,
+            return Zygote.launch(self.options.helper_includes, self.resolver.allowed,
                                  self.options.fork_every, self.options.max_child_memory_mb)
         return Zygote.start(self.resolver, self.inbox.fds, self.options.fork_every,
                             self.options.max_child_memory_mb)

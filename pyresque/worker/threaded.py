@@ -102,6 +102,7 @@ class Slot(Worker):
         self.wake = threading.Event()
         self.current: InFlight | None = None
         self.abandoned = False
+        self.crashed = False  # its loop died of an internal error: the process must not exit 0
         self._started_in_hand: int | None = None
         self.thread = threading.Thread(target=self._run, name=f"pyresque-slot-{number}", daemon=True)
 
@@ -112,6 +113,7 @@ class Slot(Worker):
         except _Abandoned:
             return
         except BaseException:  # never expected: the job's own errors are outcomes
+            self.crashed = True
             self.log.exception("slot stopped by an internal error")
         if not self.abandoned:
             self.unregister_with_retries()
@@ -196,7 +198,8 @@ class ThreadedWorker(Worker):
     registers and runs the single-job loop (reserve atomically, run, book-keep, unregister)
     in its own thread, with its own id; this thread takes the signals, enforces time limits,
     prunes, and sets the process title. Burst mode (``INTERVAL=0``) ends once every slot
-    found the queues empty.
+    found the queues empty. Exit code 0 for those stops and the signalled ones; 1 when every
+    slot died of an internal error.
     """
 
     def __init__(self, resque: Resque, queues: Sequence[str], options: WorkerOptions,
@@ -213,18 +216,30 @@ class ThreadedWorker(Worker):
         procline.starting()
         self.inbox.install()
         signals.accept_deferred()
+        code = 0
         try:
             write_pidfile(self.options.pidfile)
             if self._until_redis(self._startup):
                 self._supervise()
+                code = self._exit_code()
         finally:
             self._stop_all()
             self._safe_event("workerExit", self)
             remove_pidfile(self.options.pidfile)
             self.inbox.close()
-            self.log.info("worker stopped")
+            self.log.info("worker stopped", exit_code=code)
             log.flush()
-        return 0
+        return code
+
+    def _exit_code(self) -> int:
+        """0 only for a stop we were asked for (a signal, the master gone, burst mode's empty
+        queues): a process whose slots died must look failed to ``Restart=on-failure`` or a master."""
+        crashed = [slot.number for slot in self.slots if slot.crashed]
+        if self.shutdown or (not crashed and self.options.interval == 0):
+            return 0
+        self.log.error("every slot has stopped, not told to: exiting 1 so that the worker is restarted",
+                       crashed_slots=crashed, of=len(self.slots))
+        return 1
 
     def _startup(self) -> None:
         self.pruner.prune()

@@ -18,7 +18,7 @@ from .. import defaults
 from ..exceptions import DirtyExit, InvalidPayload, JobClassNotFound
 from ..jobs import hooks, policies
 from ..jobs import job as jobmod
-from ..jobs.resolver import JobResolver
+from ..jobs.resolver import JobResolver, canonical_name
 from ..log import get_logger
 from ..process.memory import give_back_free_memory
 from ..process.pidfile import remove_pidfile, write_pidfile
@@ -254,7 +254,7 @@ class Worker:
         except JobClassNotFound as exc:
             self._fail_here(job, self._confirm_record(started), exc, begun)
             return
-        except Exception as exc:  # an allowed module that raised on import, a bad policy, …
+        except Exception as exc:  # a nonsense policy, a class that breaks on inspection, …
             self._fail_here(job, self._confirm_record(started), JobClassNotFound(
                 f"Could not load job class {job.job_class}: {type(exc).__name__}: {exc}"), begun)
             return
@@ -285,7 +285,7 @@ class Worker:
             self._retry_later(job, started, outcome, policy, begun)
             return
         self._finish(job, started, outcome, begun)
-        digest = policies.unique_digest(target, job.job_class, job.args)
+        digest = policies.unique_digest(target, job.args)
         if digest is not None:
             self._release(lambda: self.store.release_unique(self.resque.keys.unique_lock(digest)))
 
@@ -356,7 +356,7 @@ class Worker:
         limit = getattr(target, "concurrency_limit", None)
         if not isinstance(limit, int):
             return None
-        key = self.resque.keys.concurrency_slots(job.job_class)
+        key = self.resque.keys.concurrency_slots(canonical_name(target))  # aliases share the slots
         lease = float(getattr(target, "concurrency_lease", 3600.0))
         if self.store.acquire_slot(key, self.id, limit, time.time(), lease):
             return key

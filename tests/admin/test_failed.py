@@ -207,6 +207,17 @@ def test_a_raw_record_is_removed_but_not_retried(redis_url, r):
     assert failed_list(r) == [PHP_MISSING.encode(), RUBY_FAIL.encode()]
 
 
+def test_remove_deletes_exactly_its_record_even_beside_one_equal_to_the_old_marker(resque, r):
+    # Removal used to LSET the record to the fixed "__pyresque_removed__", then LREM the first
+    # such value: a planted one ahead of it was deleted instead, and the marker took the
+    # record's place (the list came out [PHP_FAIL, planted], reordered, and success reported).
+    planted = b"__pyresque_removed__"
+    r.rpush(FAILED, planted, PHP_FAIL, RUBY_FAIL)
+    done = FailedJobs(resque).remove(2)
+    assert done.raw == RUBY_FAIL.encode() and done.index == 2
+    assert failed_list(r) == [planted, PHP_FAIL.encode()]
+
+
 def test_unretryable_records_are_refused(resque, r):
     r.rpush(FAILED, json.dumps({"failed_at": "x", "payload": {"args": [1]}, "queue": "default"}),
             json.dumps({"payload": {"class": "A", "args": {"k": 1}}, "queue": "default"}),

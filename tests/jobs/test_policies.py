@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import fixtures  # noqa: F401 - registers the job classes here, as a producer does: enqueue finds @unique on them
 from pyresque import Resque
 from pyresque.jobs.policies import RetryPolicy, retry, timeout
 from support import WorkerProcess, records, wait_for
@@ -133,6 +134,31 @@ def test_a_concurrency_limit_of_2_holds_across_4_workers(redis_url, r, tmp_path)
         peak = max(peak, running)
     assert peak == 2
     assert r.zcard("resque:pyresque:concurrency:LimitedJob") == 0
+
+
+def test_aliases_of_a_unique_class_share_one_lock_from_enqueue_to_the_workers_release(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    assert resque.enqueue("default", "Unique", 1) is not None
+    assert resque.enqueue("default", "App\\Unique", 1) is None  # before: a second job, under the alias
+    assert resque.enqueue("default", "App\\Unique", 2) is not None
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: r.get("resque:stat:processed") == b"2", what=f"both unique jobs\n{worker.log()}")
+    assert sorted(rec["n"] for rec in records(worker, "aliased_unique_ran")) == [1, 2]
+    # the worker released the lock the alias's enqueue took (before: it released another key)
+    assert resque.enqueue("default", "Unique", 2) is not None
+    assert len(r.keys("resque:pyresque:unique:*")) == 1  # that new job's; the others went with their jobs
+
+
+def test_aliases_of_a_limited_class_share_one_concurrency_slot(redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    resque.enqueue("default", "Limited", 1)
+    resque.enqueue("default", "App\\Limited", 2)
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_THREADS="2") as worker:  # two slots: room for both
+        wait_for(lambda: len(records(worker, "aliased_limited")) == 2, what=f"both limited jobs\n{worker.log()}")
+    first, second = sorted(records(worker, "aliased_limited"), key=lambda run: run["start"])
+    assert first["end"] <= second["start"]  # before: each name had a slot of its own, and they overlapped
+    assert r.keys("resque:pyresque:concurrency:*") == []
 
 
 @pytest.mark.parametrize("kwargs", [dict(attempts=0), dict(attempts=-1), dict(attempts=2, backoff="sometimes"),

@@ -10,7 +10,7 @@ import time
 
 from pyresque import Resque
 from pyresque.wire import payload as wire
-from support import WorkerProcess, records, wait_for
+from support import ROOT, WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()
 
@@ -57,6 +57,26 @@ def test_sigkilled_worker_job_is_requeued_when_its_class_opted_in(redis_url, r, 
     assert _failures(r) == []
     [item] = r.lrange("resque:queue:default", 0, -1)
     assert json.loads(item)["id"] == job_id and resque.status(job_id).status == 1
+
+
+def test_a_forged_dead_worker_record_makes_no_worker_import_the_module_it_names(redis_url, r, tmp_path):
+    marker = tmp_path / "imported"
+    (tmp_path / "forged_app.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "class Job:\n    requeue_on_dirty_exit = True\n    @staticmethod\n    def perform():\n        pass\n")
+    dead = "otherhost:123:default"
+    payload = {"class": "forged_app.Job", "args": [], "id": "forged"}
+    r.sadd("resque:workers", dead)
+    r.hset("resque:workers:heartbeat", dead, wire.iso_offset(time.time() - 3600))
+    r.set(f"resque:worker:{dead}", wire.encode_working_on("default", wire.iso_z(), json.dumps(payload)))
+    with WorkerProcess(redis_url, tmp_path, QUEUE="other", ALLOWED_MODULES="forged_app",
+                       PYTHONPATH=f"{tmp_path}:{ROOT}") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: not r.sismember("resque:workers", dead), what=f"the forged worker pruned\n{worker.log()}")
+    assert not marker.exists()  # before: every starting worker's prune imported forged_app
+    [failure] = _failures(r)  # not requeued: a class not loaded cannot have asked for it
+    assert failure["payload"] == payload and failure["exception"] == "pyresque.DirtyExit"
+    assert r.llen("resque:queue:default") == 0
 
 
 def test_expired_heartbeats_are_pruned_on_any_host_and_silent_foreigners_left(redis_url, r, tmp_path):

@@ -15,7 +15,7 @@ from pyresque.wire import payload as wire
 from pyresque.worker.heartbeat import Pruner
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.threaded import ThreadedWorker
-from support import WorkerProcess, records, wait_for
+from support import JOBS, WorkerProcess, records, wait_for
 
 HOST = socket.gethostname()
 
@@ -68,6 +68,23 @@ def test_burst_mode_drains_and_exits(redis_url, r, tmp_path):
     assert worker.wait() == 0
     assert all(resque.status(i).status == 4 for i in ids)
     assert r.get("resque:stat:processed") == b"30" and r.scard("resque:workers") == 0
+
+
+def test_a_worker_whose_slots_all_died_exits_1_saying_why_with_the_jobs_still_queued(redis_url, r, tmp_path):
+    # systemd's Restart=on-failure (and the pool master) restart only a worker that exits non-zero
+    crash = tmp_path / "crash_slots.py"
+    crash.write_text("from pyresque.worker.threaded import Slot\n\n\n"
+                     "def _reserve(self):\n    raise RuntimeError('planted: the slot trips over its reserve')\n\n\n"
+                     "Slot._reserve = _reserve\n")
+    resque = Resque(redis_url)
+    for _ in range(3):
+        resque.enqueue("default", "NoopJob")
+    worker = _threaded(redis_url, tmp_path, threads=2, APP_INCLUDE=f"{JOBS},{crash}").start()
+    assert worker.wait() == 1, worker.log()  # before: 0
+    log = worker.log()
+    assert log.count("slot stopped by an internal error") == 2 and "planted: the slot trips" in log
+    assert "every slot has stopped, not told to: exiting 1" in log
+    assert r.llen("resque:queue:default") == 3 and r.scard("resque:workers") == 0
 
 
 def test_the_pool_serves_every_slot_and_the_main_thread_at_once(redis_url):
