@@ -355,12 +355,14 @@ class DataStore:
         return int(self.redis.ttl(key))
 
     # -- workers -----------------------------------------------------------------------------
-    def register_worker(self, worker_id: str, started: str, heartbeat: str) -> None:
+    def register_worker(self, worker_id: str, started: str, heartbeat: str, prune_horizon: float) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.sadd(self.keys.workers, worker_id)
         pipe.set(self.keys.worker_started(worker_id), started)
         pipe.hset(self.keys.heartbeats, worker_id, heartbeat)
-        self._execute(pipe, [self.keys.workers, self.keys.worker_started(worker_id), self.keys.heartbeats])
+        pipe.hset(self.keys.prune_horizons, worker_id, f"{prune_horizon:g}")
+        self._execute(pipe, [self.keys.workers, self.keys.worker_started(worker_id), self.keys.heartbeats,
+                             self.keys.prune_horizons])
 
     def unregister_worker(
         self, worker_id: str, failure_record: str | None = None, requeue: tuple[str, str] | None = None
@@ -378,10 +380,11 @@ class DataStore:
         pipe.srem(k.workers, worker_id)
         pipe.delete(k.worker(worker_id), k.worker_started(worker_id))
         pipe.hdel(k.heartbeats, worker_id)
+        pipe.hdel(k.prune_horizons, worker_id)
         pipe.delete(k.worker_stat("processed", worker_id), k.worker_stat("failed", worker_id))
         names = ([k.failed, k.stat("failed")] if failure_record is not None else []) + (
             [k.queues, k.queue(requeue[0])] if requeue is not None else [])
-        self._execute(pipe, names + [k.workers, "", k.heartbeats, ""])
+        self._execute(pipe, names + [k.workers, "", k.heartbeats, k.prune_horizons, ""])
 
     def _execute(self, pipe: Any, keys: Sequence[str]) -> list[Any]:
         """Run a MULTI whose commands touch ``keys`` (in order): a command on a key of the wrong
@@ -427,15 +430,24 @@ class DataStore:
             rows.append((job, started, beat, int(processed or 0), int(failed or 0)))
         return rows
 
-    def heartbeat(self, worker_id: str) -> float:
-        """Write Redis ``TIME`` as ISO-8601 (Ruby's rule: the server clock, not ours)."""
+    def heartbeat(self, worker_id: str) -> bool:
+        """Write Redis ``TIME`` as ISO-8601 (Ruby's rule: the server clock, not ours); in the same
+        round trip, tell whether the worker is still registered (a Redis restarted without
+        persistence, or an operator's cleanup, forgets it)."""
         now = self.server_time()
-        self._tolerate(self.keys.heartbeats, 0, lambda: self.redis.hset(self.keys.heartbeats, worker_id, wire.iso_offset(now)))
-        return now
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.heartbeats, worker_id, wire.iso_offset(now))
+        pipe.sismember(self.keys.workers, worker_id)
+        beat, member = self._execute(pipe, [self.keys.heartbeats, self.keys.workers])
+        return isinstance(member, redis.ResponseError) or bool(member)  # a broken set: nothing to mend
 
     def heartbeats(self) -> dict[str, str]:
         beats = self._tolerate(self.keys.heartbeats, {}, lambda: self.redis.hgetall(self.keys.heartbeats))
         return {_text(k): _text(v) for k, v in beats.items()}
+
+    def prune_horizons(self) -> dict[str, str]:
+        horizons = self._tolerate(self.keys.prune_horizons, {}, lambda: self.redis.hgetall(self.keys.prune_horizons))
+        return {_text(k): _text(v) for k, v in horizons.items()}
 
     def drop_heartbeat(self, worker_id: str) -> None:
         self.redis.hdel(self.keys.heartbeats, worker_id)

@@ -72,6 +72,13 @@ class Keys:
         return self.ns + "workers:heartbeat"
 
     @property
+    def prune_horizons(self) -> str:
+        """pyresque's hash: worker id -> seconds without a heartbeat after which it is dead (its
+        own prune interval), so a neighbour pruning sooner never takes a slower beater for dead.
+        Named without ``resque:`` inside it, which resque-web would strip a second time."""
+        return self.ns + "pyresque_prune_horizons"
+
+    @property
     def prune_lock(self) -> str:
         return self.ns + "pruning_dead_workers_in_progress"
 

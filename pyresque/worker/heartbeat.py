@@ -11,6 +11,7 @@ never imports a module.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -59,11 +60,12 @@ class Pruner:
         pruned: list[str] = []
         now = self.store.server_time()
         registered = set(self.store.worker_ids())
+        horizons = self.store.prune_horizons()
         for wid, beat in self.store.heartbeats().items():
             if wid == self.worker_id:
                 continue
             beat_time = wire.parse_time(beat)
-            if beat_time is None or now - beat_time > self.prune_interval:
+            if beat_time is None or now - beat_time > self._horizon(horizons.get(wid)):
                 self._prune_one(wid, heartbeat_expired=True)
                 pruned.append(wid)
         for wid in sorted(registered - set(pruned)):
@@ -75,6 +77,15 @@ class Pruner:
             self._prune_one(wid, heartbeat_expired=False)
             pruned.append(wid)
         return pruned
+
+    def _horizon(self, declared: str | None) -> float:
+        """How long a worker may go without a heartbeat: its own prune interval when it declared
+        one (pyresque), else Ruby's default (Ruby beats every 60 s), and never less than ours."""
+        try:
+            theirs = float(declared) if declared is not None else defaults.PRUNE_INTERVAL
+        except ValueError:
+            theirs = defaults.PRUNE_INTERVAL
+        return max(self.prune_interval, theirs if math.isfinite(theirs) else defaults.PRUNE_INTERVAL)
 
     def _prune_one(self, wid: str, heartbeat_expired: bool) -> None:
         """One dead worker; whatever its keys hold, the others are still pruned after it."""

@@ -143,7 +143,7 @@ class Slot(Worker):
         return outcome
 
     def _beat(self) -> None:
-        self.store.heartbeat(self.id)  # the main thread prunes, once for the process
+        self._heartbeat()  # the main thread prunes, once for the process
 
     def _idle(self, seconds: float) -> None:
         self.wake.wait(min(seconds, defaults.MAX_BLOCK_SECONDS))
@@ -280,7 +280,7 @@ class ThreadedWorker(Worker):
         for slot in self.slots:
             with slot.lock:  # held, so a slot that just finished cannot have unregistered meanwhile
                 if slot.current is not None and not slot.abandoned:
-                    self.store.heartbeat(slot.id)
+                    slot._heartbeat()
 
     def _enforce_limits(self, now: float) -> None:
         for index, slot in enumerate(self.slots):

@@ -128,7 +128,8 @@ class Worker:
 
     def register(self) -> None:
         now = time.time()
-        self.store.register_worker(self.id, wire.ruby_time(now), wire.iso_offset(self.store.server_time()))
+        self.store.register_worker(self.id, wire.ruby_time(now), wire.iso_offset(self.store.server_time()),
+                                   self.options.prune_interval)
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
         self._registered = True
 
@@ -297,7 +298,7 @@ class Worker:
         self._title(procline.processing(job.queue, int(time.time()), job.job_class))
         self._log_started(job)
         if self._busy_beat is None:
-            self._busy_beat = BusyBeat(lambda: self.store.heartbeat(self.id), self.options.heartbeat_interval)
+            self._busy_beat = BusyBeat(self._heartbeat, self.options.heartbeat_interval)
         with self._busy_beat:
             return jobmod.run_with_time_limit(job, target, limit)
 
@@ -505,8 +506,13 @@ class Worker:
         return due
 
     def _beat(self) -> None:
-        self.store.heartbeat(self.id)
+        self._heartbeat()
         self.pruner.prune()
+
+    def _heartbeat(self) -> None:
+        if not self.store.heartbeat(self.id):
+            self.log.warning("this worker's registration vanished (Redis restarted?): registering again")
+            self.register()
 
     def _redis_outage(self, exc: BaseException) -> None:
         """Wait for Redis with capped backoff (waking for signals), then re-register."""

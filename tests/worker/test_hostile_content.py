@@ -33,7 +33,7 @@ def _tracked(r, body: bytes, job_id: str) -> None:
 @pytest.mark.parametrize("body, reason", [
     (b'{"class":"\\ud800","args":[],"id":"%s","prefix":""}', "lone UTF-16 surrogate"),
     (b'{"class":"\xed\xa0\x80","args":[],"id":"%s","prefix":""}', "not UTF-8"),
-    (('{"class":"PHP_Job","args":[%s],"id":"%%s","prefix":""}' % DEEP).encode(), "nests deeper than 200"),
+    (b'{"class":"PHP_Job","args":[' + DEEP.encode() + b'],"id":"%s","prefix":""}', "nests deeper than 200"),
     (b'{"class":"Nope","args":[NaN],"id":"%s","prefix":""}', "NaN is not JSON"),
     (b'{"class":"PHP_Job","args":[{"x":Infinity}],"id":"%s","prefix":""}', "Infinity is not JSON"),
     (b'{"class":"PHP_Job","args":[1e999],"id":"%s","prefix":""}', "out of range"),
