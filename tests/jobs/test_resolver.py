@@ -68,3 +68,18 @@ def test_include_exposes_its_job_classes_by_bare_name(tmp_path):
 def test_missing_include_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_include(str(tmp_path / "missing.py"))
+
+
+def test_an_include_directory_goes_last_on_sys_path(tmp_path, monkeypatch):
+    """Its siblings import; a stray json.py beside it cannot stand in for the stdlib's
+    (the real processes: tests/process/test_interpreter.py)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "json.py").write_text("raise RuntimeError('the stray json.py was imported')\n")
+    (tmp_path / "last_sibling.py").write_text("VALUE = 7\n")
+    (tmp_path / "last_include.py").write_text("import json\nimport last_sibling\nVALUE = last_sibling.VALUE\n")
+    try:
+        assert load_include(str(tmp_path / "last_include.py")).VALUE == 7
+        assert sys.path[-1] == str(tmp_path)
+    finally:
+        for name in ("pyresque_include_last_include", "last_sibling"):
+            sys.modules.pop(name, None)
