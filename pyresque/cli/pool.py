@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Callable, NoReturn
@@ -13,7 +12,7 @@ from .. import log
 from ..pool import config as pool_config
 from ..pool.config import MASTER_OWNED, PoolConfig
 from ..pool.master import Master
-from .common import handle_errors
+from .common import echo, handle_errors, json_line
 
 _OFF = ("", "0", "false", "no", "off")
 
@@ -87,8 +86,8 @@ def pool(config_path: str, environment: str | None, check: bool, pidfile: str | 
 
     if check:
         config = load()
-        click.echo(json.dumps({"config": path, "environment": environment, "groups": config.groups,
-                               "workers": config.total, "worker_env": config.worker_env}))
+        echo(json_line({"config": path, "environment": environment, "groups": config.groups,
+                        "workers": config.total, "worker_env": config.worker_env}))
         return
     setup_logging(log_format, vverbose)
     run_master(load, worker_overrides(click.get_current_context()), pidfile)
