@@ -81,12 +81,18 @@ def test_json_output_is_strict_json_even_when_redis_holds_nan(redis_url, r, comm
     r.zadd("resque:delayed_queue_schedule", {"1795323145": 1795323145})
     r.rpush("resque:delayed:1795323145", '{"class":"NanJob","args":[NaN],"queue":"nan"}')
     r.set("resque:job:abc:status", '{"status":4,"updated":1795323145,"result":NaN}')
+    r.set("resque:stat:processed", "1.5e3")  # INCRBYFLOAT leaves such strings
+    r.set("resque:stat:failed", "nan")
+    r.set("resque:stat:processed:h:1:nan", " 7 jobs")
     done = run(redis_url, *command, "--json")
     assert done.returncode == 0, done.stderr
     docs = [json.loads(line, parse_constant=_refuse) for line in done.stdout.splitlines()]
     assert docs
     if command == ("info",):
+        assert (docs[0]["processed"], docs[0]["failed"]) == (1, 0)  # read as Ruby's String#to_i reads them
         assert docs[0]["queues"] == [{"name": "nan", "size": 1, "oldest_age": None}]
+    if command == ("workers",):
+        assert (docs[0][0]["processed"], docs[0][0]["failed"]) == (7, 0)
 
 
 def _refuse(constant: str) -> None:
