@@ -12,6 +12,7 @@ from .. import log
 from ..pool import config as pool_config
 from ..pool.config import MASTER_OWNED, PoolConfig
 from ..pool.master import Master
+from ..store.connection import mask_url
 from .common import echo, handle_errors, json_line
 
 _OFF = ("", "0", "false", "no", "off")
@@ -86,8 +87,10 @@ def pool(config_path: str, environment: str | None, check: bool, pidfile: str | 
 
     if check:
         config = load()
+        shown = {key: mask_url(value) if key.upper() in ("REDIS_URL", "REDIS_BACKEND") else value
+                 for key, value in config.worker_env.items()}
         echo(json_line({"config": path, "environment": environment, "groups": config.groups,
-                        "workers": config.total, "worker_env": config.worker_env}))
+                        "workers": config.total, "worker_env": shown}))
         return
     setup_logging(log_format, vverbose)
     run_master(load, worker_overrides(click.get_current_context()), pidfile)
