@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit, urlunsplit
 
 import redis
 
@@ -104,7 +104,7 @@ def normalise_url(url: str) -> str:
             raise ConfigurationError(f"invalid Redis URL {shown!r}: bad port") from None
         if not parts.hostname:
             raise ConfigurationError(f"invalid Redis URL {shown!r}: no host")
-    return url
+    return scheme + url[len(scheme):]  # redis-py takes the scheme in lower case only
 
 
 def backend_to_url(backend: str, db: str | None = None) -> str:
@@ -142,7 +142,24 @@ def make_client(url: str) -> redis.Redis:
     RESP2 and no ``CLIENT SETINFO``: redis-py 8 would otherwise add ``HELLO 3`` and two
     ``CLIENT SETINFO`` calls (rejected by Redis 7.0) to every new connection.
     """
-    return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, **_NO_CLIENT_INFO)
+    return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, **_NO_CLIENT_INFO, **tls_options(url))
+
+
+def tls_options(url: str) -> dict[str, Any]:
+    """``rediss://`` checks that the server's certificate names the host it was asked for.
+
+    redis-py 5.x does not by default (``ssl_check_hostname=False`` until 6.0), so a valid
+    certificate for any other name would do: a man in the middle with a certificate of his
+    own. With ``ssl_cert_reqs=none`` there is no certificate to match (and Python refuses
+    the combination: redis-py 6.0 fails every connection then), so the check is off. Options
+    in the URL win (redis-py lets the query override keyword arguments):
+    ``?ssl_check_hostname=false`` still turns it off.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "rediss":
+        return {}
+    cert_reqs = parse_qs(parts.query).get("ssl_cert_reqs", ["required"])[0]
+    return {"ssl_check_hostname": cert_reqs.strip().lower() not in ("none", "cert_none")}
 
 
 def _no_client_info() -> dict[str, Any]:

@@ -4,15 +4,17 @@ secrets masked (real CLI, worker, scheduler and pool processes against an unreac
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
+import redis
 
 from pyresque.exceptions import ConfigurationError
-from pyresque.store.connection import RedisSettings, backend_to_url
-from pyresque.store.embedded import free_port
+from pyresque.store.connection import RedisSettings, backend_to_url, make_client
+from pyresque.store.embedded import find_redis_server, free_port
 from support import ROOT, wait_for
 
 
@@ -135,3 +137,70 @@ def test_pool_check_masks_the_workers_redis_url(tmp_path):
                           capture_output=True, text=True, env={**_env("redis://h:1/0"), "PYRESQUE_ENV": ""}, timeout=30)
     assert done.returncode == 0, done.stderr
     assert SECRET not in done.stdout and "redis://:***@h:1/0" in done.stdout
+
+
+# -- TLS ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("url, check", [
+    ("rediss://h:1/0", True),
+    ("rediss://h:1/0?ssl_cert_reqs=required", True),
+    ("rediss://h:1/0?ssl_cert_reqs=none", False),  # nothing to match a name against
+    ("rediss://h:1/0?ssl_check_hostname=false", False),  # the URL says so
+    (RedisSettings.from_env({"REDIS_URL": "REDISS://h:1/0"}).url, True),
+    ("redis://h:1/0", None),
+    ("unix:///tmp/redis.sock", None),
+])
+def test_rediss_checks_the_server_host_name_unless_told_not_to(url, check):
+    """redis-py 5.x does not check it by default: pyresque asks for it, and redis-py's connection
+    gets it (or, for a plain connection, no TLS option at all)."""
+    client = make_client(url)
+    assert client.connection_pool.connection_kwargs.get("ssl_check_hostname") is check
+    connection = client.connection_pool.make_connection()
+    assert getattr(connection, "check_hostname", None) is check
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory):
+    """A real redis-server speaking TLS only, with a certificate for ``localhost``."""
+    server = find_redis_server()
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    certs = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=pyresque test CA")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (certs / "san.ext").write_text("subjectAltName=DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    port = free_port()
+    proc = subprocess.Popen([server, "--port", "0", "--tls-port", str(port), "--tls-cert-file", "server.pem",
+                             "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.pem",
+                             "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"],
+                            cwd=certs, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                pytest.skip(f"this redis-server has no TLS: {proc.stdout.read().decode()[-300:]}")
+            try:
+                return bool(make_client(f"rediss://localhost:{port}/0?ssl_cert_reqs=none").ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_for(up, what="redis-server with TLS")
+        yield port, str(certs / "ca.pem")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_certificate_for_another_name_is_refused(tls_redis):
+    port, ca = tls_redis
+    assert make_client(f"rediss://localhost:{port}/0?ssl_ca_certs={ca}").ping()
+    with pytest.raises(redis.ConnectionError, match="(?i)hostname|match"):
+        make_client(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}").ping()  # the certificate names localhost
+    assert make_client(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}&ssl_check_hostname=false").ping()
+    assert make_client(f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none").ping()
