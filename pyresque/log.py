@@ -13,6 +13,7 @@ from typing import Any, TextIO
 import structlog
 
 from . import defaults
+from .wire.terminal import escape
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -25,11 +26,11 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
     """
     if fmt not in ("console", "json"):
         raise ValueError(f"log format must be 'console' or 'json', not {fmt!r}")
-    renderer: Any
-    if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+    renderers: list[Any]
+    if fmt == "json":  # json.dumps escapes every control character itself
+        renderers = [structlog.processors.JSONRenderer()]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        renderers = [_escape_for_console, structlog.dev.ConsoleRenderer(colors=False)]
     factory: Any = structlog.PrintLoggerFactory(stream or sys.stderr)
     if queued:
         factory = _queued_factory(stream or sys.stderr)
@@ -39,12 +40,24 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
+            *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=factory,
         cache_logger_on_first_use=False,
     )
+
+
+_MULTI_LINE = ("exception", "stack")  # tracebacks: ours to lay out over several lines
+
+
+def _escape_for_console(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Values carry class names, queue names and errors from Redis, and the console renderer
+    prints a string raw (an escape sequence in a class name would reach the terminal): each
+    goes through :func:`wire.terminal.escape`. Other values it shows as their ``repr``, which
+    escapes what is inside them."""
+    return {key: escape(value, keep_newlines=key in _MULTI_LINE) if isinstance(value, str) else value
+            for key, value in event.items()}
 
 
 def get_logger(name: str = "pyresque") -> Any:

@@ -48,7 +48,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 class WorkerProcess:
     """A real ``pyresque worker`` subprocess with its own log file."""
 
-    def __init__(self, redis_url: str, tmp_path: Path, queue: str = "default", **env: str) -> None:
+    def __init__(self, redis_url: str, tmp_path: Path, queue: str = "default", *, cwd: Path | None = None,
+                 command: list[str] | None = None, **env: str) -> None:
         self.redis_url = redis_url
         self.record_dir = tmp_path / "records"
         self.record_dir.mkdir(exist_ok=True)
@@ -59,12 +60,14 @@ class WorkerProcess:
                          "JOB_RECORD_DIR": str(self.record_dir), "PYTHONPATH": str(TESTS.parent)})
         self.env.update(MODE_ENV)
         self.env.update(env)
+        self.cwd = cwd
+        self.command = command or [sys.executable, "-m", "pyresque", "worker"]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "pyresque", "worker"], env=self.env,
-                                        stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, stdout=self._log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self
 
     @property

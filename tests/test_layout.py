@@ -18,8 +18,8 @@ PACKAGE = Path(pyresque.__file__).parent
 # one after it. Top-level modules count as rooms of their own.
 LAYERS: list[set[str]] = [
     {"defaults", "exceptions"},
-    {"log"},
     {"wire"},
+    {"log"},  # above wire: the console renders Redis text through wire.terminal
     {"process"},
     {"store"},
     {"jobs"},

@@ -74,3 +74,25 @@ def test_a_forked_child_writes_its_lines_itself(log_file):
     log.flush()
     events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
     assert events == ["before fork", "from the child", "after fork"]
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_control_characters_from_redis_never_reach_the_stream_raw(log_file, fmt):
+    """A class name with escape sequences is shown escaped, in both formats; a traceback keeps
+    its lines (the real worker: tests/worker/test_robustness.py)."""
+    path, stream = log_file
+    log.configure(fmt, stream=stream)
+    logger = log.get_logger("test")
+    logger.error("job failed", job_class="Evil\x1b]0;owned\x07\x1b[2J", queue="q\x00\x9b", error="a b\x1b[31m")
+    try:
+        raise RuntimeError("boom\x1b[2J")
+    except RuntimeError:
+        logger.exception("internal error")
+    text = path.read_text()
+    assert not any(c in text for c in "\x1b\x07\x00\x9b"), text
+    if fmt == "console":
+        assert "job_class=Evil\\x1b]0;owned\\x07\\x1b[2J" in text and "queue=q\\x00\\x9b" in text
+        assert "Traceback (most recent call last):\n" in text and "RuntimeError: boom\\x1b[2J" in text
+    else:
+        doc = json.loads(text.splitlines()[0])
+        assert doc["job_class"] == "Evil\x1b]0;owned\x07\x1b[2J"  # exact: JSON escapes it

@@ -8,6 +8,7 @@ heartbeats are written with.
 
 from __future__ import annotations
 
+import math
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,8 +149,8 @@ def _enqueued_age(raw: bytes, now: float) -> float | None:
     except InvalidPayload:
         return None
     queue_time = payload.get("queue_time")
-    if isinstance(queue_time, (int, float)) and not isinstance(queue_time, bool):
-        return round(now - float(queue_time), 3)
+    if isinstance(queue_time, (int, float)) and not isinstance(queue_time, bool) and math.isfinite(queue_time):
+        return round(now - float(queue_time), 3)  # (Python's JSON reader takes Infinity and NaN)
     args = payload["args"]
     if args and isinstance(args[0], dict) and isinstance(args[0].get("enqueued_at"), str):  # ActiveJob
         return _age(args[0]["enqueued_at"], now)

@@ -1,9 +1,11 @@
-"""Helpers every ``pyresque`` sub-command shares: one-line errors, connection options."""
+"""Helpers every ``pyresque`` sub-command shares: one-line errors, connection options, and the
+two printers (text and JSON) every command writes its output with."""
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 from typing import Any, Callable, TypeVar
 
 import click
@@ -12,17 +14,48 @@ import redis
 from ..exceptions import ConfigurationError, InvalidPayload, InvalidQueueName, PyresqueError
 from ..queue import Resque
 from ..store.connection import RedisSettings
+from ..wire.terminal import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class UsageProblem(click.ClickException):
+def echo(text: str = "") -> None:
+    """Print one line of text output. Most of what is in it (class and queue names, errors,
+    worker ids) was written to Redis by someone else: control characters are escaped."""
+    click.echo(escape(text))
+
+
+def json_line(doc: Any) -> str:
+    """``doc`` as one line of strict JSON. What Python's JSON reader took from Redis may hold
+    NaN or Infinity, which no JSON reader accepts back: they become ``null``."""
+    try:
+        return json.dumps(doc, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(doc), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+class _OneLineError(click.ClickException):
+    def __init__(self, message: str) -> None:
+        super().__init__(escape(message))  # messages quote names and errors from Redis
+
+
+class UsageProblem(_OneLineError):
     """Bad input: printed as one ``Error:`` line, exit 2."""
 
     exit_code = 2
 
 
-class Failure(click.ClickException):
+class Failure(_OneLineError):
     """The operation could not be done: one ``Error:`` line, exit 1."""
 
     exit_code = 1

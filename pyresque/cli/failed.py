@@ -18,7 +18,7 @@ import click
 
 from ..admin.failed import BulkResult, FailedJob, FailedJobs
 from ..wire import payload as wire
-from .common import UsageProblem, connection_options, handle_errors, open_resque
+from .common import UsageProblem, connection_options, echo, handle_errors, json_line, open_resque
 
 
 class _OneLineCommand(click.Command):
@@ -131,12 +131,12 @@ def _one_line(job: FailedJob) -> str:
 
 
 def _bulk_summary(verb: str, result: BulkResult) -> None:
-    click.echo(f"{verb} {result.done} failed job{'s' if result.done != 1 else ''}")
+    echo(f"{verb} {result.done} failed job{'s' if result.done != 1 else ''}")
     if result.gone:
-        click.echo(f"{result.gone} matching record{'s were' if result.gone != 1 else ' was'} removed or changed "
+        echo(f"{result.gone} matching record{'s were' if result.gone != 1 else ' was'} removed or changed "
                    f"by someone else meanwhile and left alone")
     for index, reason in result.skipped:
-        click.echo(f"skipped {index}: {reason}")
+        echo(f"skipped {index}: {reason}")
 
 
 def _bulk_selectors(index: int | None, selected: bool, what: str) -> None:
@@ -162,9 +162,9 @@ def list_failed(queue: str | None, job_class: str | None, since: str | None, lim
         wire.validate_queue_name(queue)
     jobs = FailedJobs(open_resque(redis_url, prefix)).list(queue=queue, job_class=job_class, since=since_ts, limit=limit)
     for job in jobs:
-        click.echo(json.dumps(_doc(job)) if as_json else _one_line(job))
+        echo(json_line(_doc(job)) if as_json else _one_line(job))
     if not jobs and not as_json:
-        click.echo("(no failed jobs)")
+        echo("(no failed jobs)")
 
 
 @failed.command()
@@ -179,22 +179,22 @@ def show(index: str, digest: str | None, as_json: bool, redis_url: str | None, p
     _check_digest(digest, position)
     job = _locate(FailedJobs(open_resque(redis_url, prefix)), position, digest)
     if as_json:
-        click.echo(json.dumps(_doc(job)))
+        echo(json_line(_doc(job)))
         return
-    click.echo(f"index:      {job.index}{_moved(job, position)}")
-    click.echo(f"digest:     {job.digest}")
+    echo(f"index:      {job.index}{_moved(job, position)}")
+    echo(f"digest:     {job.digest}")
     if job.record is None:
-        click.echo(f"raw:        {job.raw!r} (not JSON: it can only be removed)")
+        echo(f"raw:        {job.raw!r} (not JSON: it can only be removed)")
         return
     rows = [("failed_at", job.failed_at), ("retried_at", job.retried_at), ("queue", job.queue),
             ("class", job.job_class), ("args", None if job.args is None else json.dumps(job.args, ensure_ascii=False)),
             ("id", job.job_id), ("exception", job.exception), ("error", job.error), ("worker", job.worker)]
     for name, value in rows:
         if value is not None:
-            click.echo(f"{name + ':':<11} {value}")
-    click.echo("backtrace:" + ("" if job.backtrace else " (none)"))
+            echo(f"{name + ':':<11} {value}")
+    echo("backtrace:" + ("" if job.backtrace else " (none)"))
     for frame in job.backtrace:
-        click.echo(f"  {frame}")
+        echo(f"  {frame}")
 
 
 @failed.command()
@@ -226,7 +226,7 @@ def retry(index: str | None, retry_all: bool, job_class: str | None, queue: str 
     line = f"Retried failed job {job.index} ({job.job_class}) on {job.queue}"
     if job.job_id:
         line += f" as job {job.job_id}"
-    click.echo(line + _moved(job, position))
+    echo(line + _moved(job, position))
 
 
 @failed.command()
@@ -250,7 +250,7 @@ def remove(index: str | None, job_class: str | None, queue: str | None, digest: 
         return
     job = failed_jobs.remove(_locate(failed_jobs, position, digest))
     what = "not JSON" if job.record is None else f"{job.job_class or 'no class'} on {job.queue or 'no queue'}"
-    click.echo(f"Removed failed job {job.index} ({what}){_moved(job, position)}")
+    echo(f"Removed failed job {job.index} ({what}){_moved(job, position)}")
 
 
 @failed.command()
@@ -262,7 +262,7 @@ def clear(queue: str | None, redis_url: str | None, prefix: str | None) -> None:
     if queue is not None:
         wire.validate_queue_name(queue)
     removed = FailedJobs(open_resque(redis_url, prefix)).clear(queue)
-    click.echo(f"Removed {removed} failed job{'s' if removed != 1 else ''}" + (f" from {queue}" if queue else ""))
+    echo(f"Removed {removed} failed job{'s' if removed != 1 else ''}" + (f" from {queue}" if queue else ""))
 
 
 @failed.command()
@@ -270,7 +270,7 @@ def clear(queue: str | None, redis_url: str | None, prefix: str | None) -> None:
 @handle_errors
 def count(redis_url: str | None, prefix: str | None) -> None:
     """Print how many failed jobs there are (LLEN failed, the number resque-web shows)."""
-    click.echo(FailedJobs(open_resque(redis_url, prefix)).count())
+    echo(str(FailedJobs(open_resque(redis_url, prefix)).count()))
 
 
 __all__ = ["failed", "parse_since"]

@@ -15,11 +15,14 @@ import click
 
 from ..exceptions import InvalidStatus
 from ..wire import payload as wire
+from ..wire.terminal import escape
 from .common import (  # noqa: F401 - re-exported for sub-command modules
     Failure,
     UsageProblem,
     connection_options,
+    echo,
     handle_errors,
+    json_line,
     open_resque,
     parse_args_option,
     parse_json_args,
@@ -113,11 +116,11 @@ def enqueue(job_class: str, args: tuple[str, ...], queue: str, no_track: bool, r
         done = f"Enqueued {job_class} on {queue}"
     if quiet:
         if job_id:
-            click.echo(job_id)
+            echo(job_id)
     elif job_id:
-        click.echo(f"{done}: {job_id}")
+        echo(f"{done}: {job_id}")
     else:
-        click.echo(f"{done} (Ruby shape, no id)")
+        echo(f"{done} (Ruby shape, no id)")
 
 
 def _status_doc(job_id: str, packet: wire.StatusPacket, ttl: int) -> dict[str, Any]:
@@ -127,13 +130,13 @@ def _status_doc(job_id: str, packet: wire.StatusPacket, ttl: int) -> dict[str, A
 
 def _print_status(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(doc, sort_keys=False))
+        echo(json_line(doc))
         return
     updated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(doc["updated"])) if doc["updated"] else "-"
     line = f"{doc['id']}: {doc['status']} (code {doc['code']}), updated {updated}"
     if doc["result"] is not None:
         line += f", result {json.dumps(doc['result'])}"
-    click.echo(line)
+    echo(line)
 
 
 @main.command()
@@ -181,13 +184,14 @@ def queues(as_json: bool, redis_url: str | None, prefix: str | None) -> None:
     """List known queues with their sizes."""
     sizes = open_resque(redis_url, prefix).queues()
     if as_json:
-        click.echo(json.dumps(sizes))
+        echo(json_line(sizes))
         return
     if not sizes:
-        click.echo("(no queues)")
-    width = max((len(name) for name in sizes), default=0)
+        echo("(no queues)")
+    names = {name: escape(name) for name in sizes}  # escaped first, so the sizes line up
+    width = max((len(shown) for shown in names.values()), default=0)
     for name, size in sizes.items():
-        click.echo(f"{name.ljust(width)}  {size}")
+        echo(f"{names[name].ljust(width)}  {size}")
 
 
 @main.command()
@@ -202,12 +206,12 @@ def peek(queue: str, start: int, count: int, as_json: bool, redis_url: str | Non
     jobs = open_resque(redis_url, prefix).peek(queue, start, count)
     for job in jobs:
         if as_json:
-            click.echo(json.dumps({"index": job.index, "payload": job.payload, "error": job.error,
-                                   "raw": None if job.payload else job.raw.decode("utf-8", "backslashreplace")}))
+            echo(json_line({"index": job.index, "payload": job.payload, "error": job.error,
+                            "raw": None if job.payload else job.raw.decode("utf-8", "backslashreplace")}))
         elif job.payload is None:
-            click.echo(f"{job.index}: (unreadable: {job.error}) {job.raw[:200]!r}")
+            echo(f"{job.index}: (unreadable: {job.error}) {job.raw[:200]!r}")
         else:
-            click.echo(f"{job.index}: {job.job_class} {json.dumps(job.payload['args'])} id={job.job_id or '-'}")
+            echo(f"{job.index}: {job.job_class} {json.dumps(job.payload['args'])} id={job.job_id or '-'}")
 
 
 @main.command()
@@ -231,7 +235,7 @@ def dequeue(queue: str, job_class: str | None, args_json: str | None, job_id: st
         removed = resque.delete_queue(queue)
     else:
         removed = resque.remove(queue, job_class=job_class, args=args, job_id=job_id)
-    click.echo(f"Removed {removed} job{'s' if removed != 1 else ''} from {queue}")
+    echo(f"Removed {removed} job{'s' if removed != 1 else ''} from {queue}")
 
 
 def worker_main() -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -12,7 +11,8 @@ import click
 
 from ..admin import overview
 from ..queue import Resque
-from .common import connection_options, handle_errors, open_resque
+from ..wire.terminal import escape
+from .common import connection_options, echo, handle_errors, json_line, open_resque
 
 
 def _watch_options(func: Any) -> Any:
@@ -30,14 +30,14 @@ def _show(render: Callable[[], Any], text: Callable[[Any], list[str]], as_json: 
         while True:
             doc = render()
             if as_json:
-                click.echo(json.dumps(doc))
+                echo(json_line(doc))
             else:
                 if clear:
-                    click.echo("\x1b[H\x1b[2J", nl=False)
+                    click.echo("\x1b[H\x1b[2J", nl=False)  # ours: the only raw escape we print
                 elif watch:
-                    click.echo(time.strftime("-- %Y-%m-%d %H:%M:%S --"))
+                    echo(time.strftime("-- %Y-%m-%d %H:%M:%S --"))
                 for line in text(doc):
-                    click.echo(line)
+                    echo(line)
             if not watch:
                 return
             sys.stdout.flush()
@@ -108,13 +108,13 @@ def _pause_command(paused: bool) -> click.Command:
         resque: Resque = open_resque(redis_url, prefix)
         deaf = overview.set_paused(resque, paused)
         if as_json:
-            click.echo(json.dumps({"paused": paused, "ignored_by": deaf}))
+            echo(json_line({"paused": paused, "ignored_by": deaf}))
             return
-        click.echo("Paused all workers (pause-all-workers = true); jobs in progress finish." if paused
-                   else "Resumed all workers (pause-all-workers cleared).")
+        echo("Paused all workers (pause-all-workers = true); jobs in progress finish." if paused
+             else "Resumed all workers (pause-all-workers cleared).")
         if deaf:
-            click.echo(f"Note: {len(deaf)} php-resque worker(s) ignore this key; send them "
-                       f"{'USR2' if paused else 'CONT'}: {', '.join(deaf)}")
+            echo(f"Note: {len(deaf)} php-resque worker(s) ignore this key; send them "
+                 f"{'USR2' if paused else 'CONT'}: {', '.join(deaf)}")
 
     command.help = (("Pause every Ruby and pyresque worker: set Ruby's pause-all-workers key." if paused else
                      "Resume the workers 'pyresque pause' paused: clear Ruby's pause-all-workers key.")
@@ -128,6 +128,7 @@ resume = _pause_command(False)
 
 # -- text helpers -----------------------------------------------------------------------------
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    rows = [[escape(cell) for cell in row] for row in rows]  # escaped first, so columns line up
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Callable, NoReturn
@@ -13,7 +12,8 @@ from .. import log
 from ..pool import config as pool_config
 from ..pool.config import MASTER_OWNED, PoolConfig
 from ..pool.master import Master
-from .common import handle_errors
+from ..store.connection import mask_url
+from .common import echo, handle_errors, json_line
 
 _OFF = ("", "0", "false", "no", "off")
 
@@ -87,8 +87,10 @@ def pool(config_path: str, environment: str | None, check: bool, pidfile: str | 
 
     if check:
         config = load()
-        click.echo(json.dumps({"config": path, "environment": environment, "groups": config.groups,
-                               "workers": config.total, "worker_env": config.worker_env}))
+        shown = {key: mask_url(value) if key.upper() in ("REDIS_URL", "REDIS_BACKEND") else value
+                 for key, value in config.worker_env.items()}
+        echo(json_line({"config": path, "environment": environment, "groups": config.groups,
+                        "workers": config.total, "worker_env": shown}))
         return
     setup_logging(log_format, vverbose)
     run_master(load, worker_overrides(click.get_current_context()), pidfile)

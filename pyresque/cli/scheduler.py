@@ -23,7 +23,16 @@ from ..scheduling.schedules import (
     stored_schedules,
 )
 from ..wire import payload as wire
-from .common import Failure, UsageProblem, connection_options, handle_errors, open_resque, parse_args_option
+from .common import (
+    Failure,
+    UsageProblem,
+    connection_options,
+    echo,
+    handle_errors,
+    json_line,
+    open_resque,
+    parse_args_option,
+)
 
 _OFF = ("", "0", "false", "no", "off")
 
@@ -133,16 +142,16 @@ def delayed_list(job_class: str | None, queue: str | None, limit: int | None, as
         if (job_class is not None and job.job_class != job_class) or (queue is not None and job.queue != queue):
             continue
         if as_json:
-            click.echo(json.dumps(_delayed_doc(job)))
+            echo(json_line(_delayed_doc(job)))
         elif job.item is None:
-            click.echo(f"{_iso(job.timestamp)}  (unreadable: {job.error}) {job.raw[:200]!r}")
+            echo(f"{_iso(job.timestamp)}  (unreadable: {job.error}) {job.raw[:200]!r}")
         else:
-            click.echo(f"{_iso(job.timestamp)}  {job.queue}  {job.job_class} {json.dumps(job.args)} id={job.job_id or '-'}")
+            echo(f"{_iso(job.timestamp)}  {job.queue}  {job.job_class} {json.dumps(job.args)} id={job.job_id or '-'}")
         shown += 1
         if limit is not None and shown >= limit:
             break
     if not shown and not as_json:
-        click.echo("(no delayed jobs)")
+        echo("(no delayed jobs)")
 
 
 @delayed.command("count")
@@ -153,9 +162,9 @@ def delayed_count(as_json: bool, redis_url: str | None, prefix: str | None) -> N
     """Count delayed jobs and the timestamps they wait for."""
     timestamps, jobs = count_delayed(open_resque(redis_url, prefix))
     if as_json:
-        click.echo(json.dumps({"jobs": jobs, "timestamps": timestamps}))
+        echo(json_line({"jobs": jobs, "timestamps": timestamps}))
     else:
-        click.echo(f"{jobs} delayed job{'s' if jobs != 1 else ''} at {timestamps} timestamp{'s' if timestamps != 1 else ''}")
+        echo(f"{jobs} delayed job{'s' if jobs != 1 else ''} at {timestamps} timestamp{'s' if timestamps != 1 else ''}")
 
 
 @delayed.command("remove")
@@ -174,7 +183,7 @@ def delayed_remove(job_class: str | None, args_json: str | None, queue: str | No
     removed = remove_delayed(open_resque(redis_url, prefix), job_class=job_class, args=args, job_id=job_id, queue=queue)
     if job_id is not None and not removed:
         raise Failure(f"no delayed job with id {job_id}")
-    click.echo(f"Removed {removed} delayed job{'s' if removed != 1 else ''}")
+    echo(f"Removed {removed} delayed job{'s' if removed != 1 else ''}")
 
 
 # -- recurring schedules ----------------------------------------------------------------------
@@ -203,11 +212,11 @@ def schedule_list(schedule_file: str | None, as_json: bool, redis_url: str | Non
                      "last_enqueued_at": stored.last_enqueued_at})
     for row in rows:
         if as_json:
-            click.echo(json.dumps(row))
+            echo(json_line(row))
             continue
         config = row["config"]
         if row["error"]:
-            click.echo(f"{row['name']}  (cannot run: {row['error']})")
+            echo(f"{row['name']}  (cannot run: {row['error']})")
             continue
         interval = next((f"{k}: {config[k]}" for k in ("cron", "every") if config.get(k) is not None), "manual only")
         line = f"{row['name']}  {interval}  {config.get('class', row['name'])} {json.dumps(config.get('args', []))} " \
@@ -216,9 +225,9 @@ def schedule_list(schedule_file: str | None, as_json: bool, redis_url: str | Non
             line += "  (file)"
         elif row["last_enqueued_at"]:
             line += f"  last enqueued {row['last_enqueued_at']}"
-        click.echo(line)
+        echo(line)
     if not rows and not as_json:
-        click.echo("(no schedules)")
+        echo("(no schedules)")
 
 
 @schedule.command("add")
@@ -247,7 +256,7 @@ def schedule_add(name: str, job_class: str, queue: str, cron: str | None, every:
                      config_for(job_class, queue, cron=cron, every=every, args=args, description=description))
     except InvalidSchedule as exc:
         raise UsageProblem(str(exc)) from None
-    click.echo(f"Schedule {name}: {'cron ' + cron if cron else 'every ' + str(every)} {job_class} -> {queue}")
+    echo(f"Schedule {name}: {'cron ' + cron if cron else 'every ' + str(every)} {job_class} -> {queue}")
 
 
 @schedule.command("remove")
@@ -258,7 +267,7 @@ def schedule_remove(name: str, redis_url: str | None, prefix: str | None) -> Non
     """Remove the persisted schedule NAME."""
     if not remove_schedule(open_resque(redis_url, prefix), name):
         raise Failure(f"no persisted schedule named {name!r}")
-    click.echo(f"Removed schedule {name}")
+    echo(f"Removed schedule {name}")
 
 
 __all__ = ["delayed", "parse_when", "schedule", "scheduler", "scheduler_main", "InvalidDelay"]

@@ -109,7 +109,9 @@ def load_include(path_or_module: str) -> ModuleType:
         sys.modules[name] = module
         directory = os.path.dirname(path)
         if directory not in sys.path:
-            sys.path.insert(0, directory)  # so the include can import its siblings
+            # Last, so the include can import its siblings but a stray json.py beside it
+            # cannot stand in for the standard library's, or for an installed package.
+            sys.path.append(directory)
         spec.loader.exec_module(module)
         return module
     try:

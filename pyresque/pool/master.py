@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ import redis
 from .. import defaults
 from ..exceptions import ConfigurationError
 from ..log import get_logger
+from ..process.interpreter import python_command
 from ..process.pidfile import remove_pidfile, write_pidfile
 from ..process.signal_inbox import SignalInbox
 from ..store.connection import RedisSettings
@@ -35,7 +35,7 @@ from .config import MASTER_OWNED, PoolConfig
 from .signals import MASTER_TABLE, MasterAction
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
-WORKER_COMMAND = (sys.executable, "-m", "pyresque", "worker")
+WORKER_COMMAND = tuple(python_command("pyresque", "worker"))  # python -m pyresque worker, safe sys.path
 
 
 @dataclass(eq=False)
@@ -116,7 +116,8 @@ class Master:
 
     1. **startup**: title ``resque-pool-master: starting``, signal handlers (flags only, with a
        wakeup fd), PIDFILE with the master's pid.
-    2. **spawn** the missing workers of each queue group: ``python -m pyresque worker`` with the
+    2. **spawn** the missing workers of each queue group: ``python -m pyresque worker`` (its
+       working directory last on ``sys.path``, see :mod:`pyresque.process.interpreter`) with the
        master's environment, the config's ``[worker]`` settings, the group's ``QUEUE``,
        ``COUNT=1`` and ``PYRESQUE_SUPERVISOR_PID`` (so a worker whose master died finishes its
        job and exits), in a session of its own (a terminal's Ctrl-C reaches the master only),

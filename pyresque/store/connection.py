@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit, urlunsplit
 
 import redis
 
@@ -49,31 +50,61 @@ class RedisSettings:
     @property
     def display_url(self) -> str:
         """The URL with any password masked, for messages and logs."""
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
+        return mask_url(self.url)
 
     def client(self) -> redis.Redis:
         return make_client(self.url)
 
 
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|auth", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with every secret in it replaced by ``***``, for messages and logs: the userinfo
+    password (``redis://user:pw@host``) and query parameters that redis-py passes on as
+    connection options (``?password=``, ``?ssl_password=``), also in a URL that does not parse.
+
+    Works on the text, not on ``urlsplit``: a password with an unescaped ``/``, ``?`` or ``#``
+    ends urlsplit's netloc early and would show. The userinfo ends at the last ``@``, as in
+    urlsplit; a ``@`` in a query value may then mask more than the password, never less.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # php's REDIS_BACKEND forms: user:pw@host:port
+        scheme, rest = "", url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0]}:***@{hostpart}"
+    base, question, query = rest.partition("?")
+    if question:
+        query, hash_, fragment = query.partition("#")
+        fields = []
+        for field in query.split("&"):
+            name, equals, _ = field.partition("=")
+            secret = equals and _SECRET_PARAMETER.search(unquote_plus(name))
+            fields.append(f"{name}=***" if secret else field)
+        rest = f"{base}?{'&'.join(fields)}{hash_ and '#***'}"  # a '#' may have cut a password short
+    return f"{scheme}{sep}{rest}"
+
+
 def normalise_url(url: str) -> str:
+    shown = mask_url(url)
     if "://" not in url:
-        raise ConfigurationError(f"invalid Redis URL {url!r}: expected redis://, rediss:// or unix://")
+        raise ConfigurationError(f"invalid Redis URL {shown!r}: expected redis://, rediss:// or unix://")
     scheme = url.split("://", 1)[0].lower()
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"invalid Redis URL {url!r}: scheme must be redis, rediss or unix")
-    if scheme != "unix":
+        raise ConfigurationError(f"invalid Redis URL {shown!r}: scheme must be redis, rediss or unix")
+    try:
         parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced [ or ] (IPv6)
+        raise ConfigurationError(f"invalid Redis URL {shown!r}: {exc}") from None
+    if scheme != "unix":
         try:
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
-            raise ConfigurationError(f"invalid Redis URL {url!r}: bad port") from None
+            raise ConfigurationError(f"invalid Redis URL {shown!r}: bad port") from None
         if not parts.hostname:
-            raise ConfigurationError(f"invalid Redis URL {url!r}: no host")
-    return url
+            raise ConfigurationError(f"invalid Redis URL {shown!r}: no host")
+    return scheme + url[len(scheme):]  # redis-py takes the scheme in lower case only
 
 
 def backend_to_url(backend: str, db: str | None = None) -> str:
@@ -89,7 +120,10 @@ def backend_to_url(backend: str, db: str | None = None) -> str:
         backend = "redis://" + backend[len("tcp://"):]
     if "://" in backend:
         if db_number is not None:
-            parts = urlsplit(backend)
+            try:
+                parts = urlsplit(backend)
+            except ValueError as exc:  # an unbalanced [ or ] (IPv6)
+                raise ConfigurationError(f"invalid REDIS_BACKEND {mask_url(backend)!r}: {exc}") from None
             if backend.startswith("unix://"):
                 if "db=" not in parts.query:
                     backend += f"&db={db_number}" if parts.query else f"?db={db_number}"
@@ -98,7 +132,7 @@ def backend_to_url(backend: str, db: str | None = None) -> str:
         return backend
     host, _, port = backend.partition(":")
     if port and not port.isdigit():
-        raise ConfigurationError(f"invalid REDIS_BACKEND {backend!r}: expected host:port")
+        raise ConfigurationError(f"invalid REDIS_BACKEND {mask_url(backend)!r}: expected host:port")
     return f"redis://{host or '127.0.0.1'}:{port or 6379}/{db_number or 0}"
 
 
@@ -108,7 +142,24 @@ def make_client(url: str) -> redis.Redis:
     RESP2 and no ``CLIENT SETINFO``: redis-py 8 would otherwise add ``HELLO 3`` and two
     ``CLIENT SETINFO`` calls (rejected by Redis 7.0) to every new connection.
     """
-    return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, **_NO_CLIENT_INFO)
+    return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, **_NO_CLIENT_INFO, **tls_options(url))
+
+
+def tls_options(url: str) -> dict[str, Any]:
+    """``rediss://`` checks that the server's certificate names the host it was asked for.
+
+    redis-py 5.x does not by default (``ssl_check_hostname=False`` until 6.0), so a valid
+    certificate for any other name would do: a man in the middle with a certificate of his
+    own. With ``ssl_cert_reqs=none`` there is no certificate to match (and Python refuses
+    the combination: redis-py 6.0 fails every connection then), so the check is off. Options
+    in the URL win (redis-py lets the query override keyword arguments):
+    ``?ssl_check_hostname=false`` still turns it off.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "rediss":
+        return {}
+    cert_reqs = parse_qs(parts.query).get("ssl_cert_reqs", ["required"])[0]
+    return {"ssl_check_hostname": cert_reqs.strip().lower() not in ("none", "cert_none")}
 
 
 def _no_client_info() -> dict[str, Any]:

@@ -427,7 +427,7 @@ class DataStore:
         rows = []
         for i in range(len(worker_ids)):
             job, started, beat, processed, failed = out[5 * i:5 * i + 5]
-            rows.append((job, started, beat, int(processed or 0), int(failed or 0)))
+            rows.append((job, started, beat, wire.parse_counter(processed), wire.parse_counter(failed)))
         return rows
 
     def heartbeat(self, worker_id: str) -> bool:
@@ -475,7 +475,7 @@ class DataStore:
     # -- stats -------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
         processed, failed = self.redis.mget(self.keys.stat("processed"), self.keys.stat("failed"))
-        return {"processed": int(processed or 0), "failed": int(failed or 0)}
+        return {"processed": wire.parse_counter(processed), "failed": wire.parse_counter(failed)}
 
     # -- failed list -------------------------------------------------------------------------
     def push_failure(self, record: str, worker_id: str | None = None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import binascii
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -276,6 +277,19 @@ def parse_worker_id(worker_id: str) -> WorkerId | None:
         slot = int(last[1:])
         queues.pop()
     return WorkerId(parts[0], int(parts[1]), tuple(queues), slot)
+
+
+# -- counters ---------------------------------------------------------------------------------
+_LEADING_INTEGER = re.compile(rb"\s*[-+]?[0-9]+")
+
+
+def parse_counter(raw: bytes | str | None) -> int:
+    """A ``stat:*`` value as Ruby's ``Resque::Stat`` reads it (``String#to_i``): the leading
+    integer, else 0. Anyone can ``SET`` or ``INCRBYFLOAT`` them; ``1.5e3`` is 1, ``nan`` is 0."""
+    if raw is None:
+        return 0
+    found = _LEADING_INTEGER.match(raw.encode("utf-8", "replace") if isinstance(raw, str) else raw)
+    return int(found.group()) if found else 0
 
 
 # -- times ------------------------------------------------------------------------------------

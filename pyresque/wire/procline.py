@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from .. import defaults
+from .terminal import escape
 
 RUBY_WORKER_PATTERN = re.compile(r"resque:work|resque:\sStarting|resque-[0-9]")
 PHP_WORKER_PATTERN = re.compile(r"resque")
@@ -49,7 +50,13 @@ def _load_setproctitle() -> Any:
     return setproctitle
 
 
-_set_title = _load_setproctitle()
+_setproctitle = _load_setproctitle()
+
+
+def _set_title(title: str) -> None:
+    """Titles carry queue names and job classes from Redis: escaped, so ``ps`` shows no raw
+    escape sequence and a NUL does not make setproctitle raise inside the worker loop."""
+    _setproctitle(escape(title))
 
 
 _last_title = ""

@@ -27,6 +27,7 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from ..jobs import job as jobmod
+from ..process.interpreter import python_command
 from ..wire import procline
 from . import horse
 
@@ -73,20 +74,16 @@ class Zygote:
         then come from the includes (as they do for ``pyresque-worker``).
         """
         parent_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        args = [sys.executable, "-m", "pyresque.worker.forking_helper", "--fd", str(zygote_end.fileno()),
-                "--max-jobs", str(max_jobs), "--max-rss", str(max_rss_mb)]
+        args = ["--fd", str(zygote_end.fileno()), "--max-jobs", str(max_jobs), "--max-rss", str(max_rss_mb)]
         for include in includes:
             args += ["--include", include]
         for entry in allowed:
             args += ["--allow", entry]
-        # The helper must import this very pyresque, even when the worker runs from a checkout
-        # (bin/ shims put it on sys.path by hand, not through the environment).
         import subprocess  # here, not at the top: it loads threading, whose fork handler every child would run
 
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
-        process = subprocess.Popen(args, pass_fds=(zygote_end.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        # This very pyresque, even from a checkout, and no working directory on sys.path.
+        command = python_command("pyresque.worker.forking_helper", *args)
+        process = subprocess.Popen(command, pass_fds=(zygote_end.fileno(),), stdin=subprocess.DEVNULL)
         zygote_end.close()
         return cls(process.pid, parent_end, process)
 

@@ -200,3 +200,18 @@ def test_a_worker_refuses_main_contains_an_exit_at_import_and_keeps_serving(redi
     assert failures[main_id]["error"].startswith("Could not find job class rsv_app.__main__.Job: ")
     assert failures[boom_id]["error"] == "Could not load job class rsv_app.boom.Job: SystemExit: 3"
     assert "rsv_app.__main__" not in _imported(app_package)
+
+
+def test_an_include_directory_goes_last_on_sys_path(tmp_path, monkeypatch):
+    """Its siblings import; a stray json.py beside it cannot stand in for the stdlib's
+    (the real processes: tests/process/test_interpreter.py)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "json.py").write_text("raise RuntimeError('the stray json.py was imported')\n")
+    (tmp_path / "last_sibling.py").write_text("VALUE = 7\n")
+    (tmp_path / "last_include.py").write_text("import json\nimport last_sibling\nVALUE = last_sibling.VALUE\n")
+    try:
+        assert load_include(str(tmp_path / "last_include.py")).VALUE == 7
+        assert sys.path[-1] == str(tmp_path)
+    finally:
+        for name in ("pyresque_include_last_include", "last_sibling"):
+            sys.modules.pop(name, None)

@@ -157,3 +157,9 @@ def test_time_formats_match_the_vectors():
     for text in ("2026/11/22 04:52:12 UTC", "2026-11-22 04:52:12 +0000", "2026-11-22T04:52:12Z",
                  "2026-11-22T04:52:12+00:00", "Sun Nov 22 04:52:12 UTC 2026", "2026/11/22 04:52:12"):
         assert wire.parse_time(text) == t, text
+
+
+@pytest.mark.parametrize("raw, count", [(None, 0), (b"12", 12), (b"-3", -3), (b" 7 jobs", 7), (b"1.5e3", 1),
+                                        (b"nan", 0), (b"inf", 0), (b"", 0), ("42", 42), (b"\xff", 0)])
+def test_counters_read_as_ruby_reads_them(raw, count):
+    assert wire.parse_counter(raw) == count

@@ -134,3 +134,27 @@ def test_quit_stops_a_worker_still_waiting_for_redis_at_start(tmp_path):
         assert worker.log().count("redis unavailable") == 1 and "Traceback" not in worker.log()
     finally:
         worker.stop()
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x00\x9b31m"  # retitle the terminal, clear it, a NUL, a C1 CSI
+
+
+def test_control_characters_from_redis_reach_neither_the_title_nor_the_console_log(redis_url, r, tmp_path):
+    """A queue and a class named with escape sequences and a NUL: a ``QUEUE=*`` worker keeps
+    working (setproctitle raised on the NUL), its title and console log show them escaped."""
+    queue = f"evil{HOSTILE}"
+    r.sadd("resque:queues", queue)
+    r.rpush(f"resque:queue:{queue}", json.dumps({"class": f"Evil{HOSTILE}", "args": [], "id": "e1"}))
+    resque = Resque(redis_url)
+    with WorkerProcess(redis_url, tmp_path, queue="*", LOGGING="console") as worker:
+        worker.worker_id(r)
+        wait_for(lambda: r.llen("resque:failed") == 1, what=f"the hostile job to fail\n{worker.log()}")
+        after = resque.enqueue("default", "PHP_Job", {})
+        wait_for(lambda: resque.status(after).status == 4, what=f"the next job\n{worker.log()}")
+        title = " ".join(psutil.Process(worker.pid).cmdline())
+    log = worker.log()
+    assert "JobClassNotFound" in r.lindex("resque:failed", 0).decode()
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J\\x00\\x9b31m" in log  # the queue name, escaped
+    assert "Evil\\x1b]0;owned" in log  # the class name
+    assert not any(c in log for c in "\x1b\x07\x00\x9b"), log
+    assert title.startswith("resque-") and not any(c in title for c in "\x1b\x07\x9b"), title
