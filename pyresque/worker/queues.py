@@ -48,12 +48,13 @@ class QueueSelection:
         if time.monotonic() - checked < _RECHECK:
             return cached
         known = self.store.queue_names()
-        expanded: list[str] = []
+        expanded: dict[str, None] = {}  # ordered, and O(1) per name: QUEUE=* may see 200k queues
         for pattern in self.patterns:
             matches = sorted(fnmatch.filter(known, pattern)) if is_glob(pattern) else [pattern]
-            expanded.extend(q for q in matches if q not in expanded)
-        self._expanded = (time.monotonic(), expanded)
-        return expanded
+            expanded.update(dict.fromkeys(q for q in matches if q not in expanded))
+        names = list(expanded)
+        self._expanded = (time.monotonic(), names)
+        return names
 
     def all_paused(self) -> bool:
         """Is ``pause-all-workers`` set? BLOCKING mode asks at most once a second, not per job."""
