@@ -200,7 +200,7 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         procline.set_title(f"Forker for worker {os.getppid()}")
         _prepare_jobs(resolver)
-        children = 0
+        children: set[int] = set()
         open_socket = True
         while open_socket or children:
             watched: list[Any] = [sock, wake_r] if open_socket else [wake_r]
@@ -210,19 +210,20 @@ def _zygote_main(sock: socket.socket, resolver: Any, close_fds: tuple[int, ...],
                     os.read(wake_r, 512)
                 except BlockingIOError:
                     pass
-            children -= _reap(sock if open_socket else None)
+            children.difference_update(_reap(sock if open_socket else None))
             if open_socket and sock in ready:
                 try:
                     request = sock.recv(64)
                 except OSError:  # the worker died with notices unread: same as EOF
                     request = b""
-                if not request:
+                if not request:  # the worker is gone: no one can record what our children do
                     open_socket = False
+                    _kill_all(children)
                     continue
                 for _ in range(request.count(b"F")):
                     handle = horse.spawn(resolver, (sock.fileno(), wake_r, wake_w), max_jobs, max_rss_mb,
                                          defaults_set=True)
-                    children += 1
+                    children.add(handle.pid)
                     socket.send_fds(sock, [_NOTICE.pack(b"F", handle.pid, 0)], [handle.job_w, handle.result_r])
                     os.close(handle.job_w)
                     os.close(handle.result_r)
@@ -241,8 +242,18 @@ def _prepare_jobs(resolver: Any) -> None:
             pass
 
 
-def _reap(sock: socket.socket | None) -> int:
-    reaped = 0
+def _kill_all(children: set[int]) -> None:
+    """SIGKILL every child (and what its job spawned): their worker died, so their results would
+    go nowhere while the prune fails or requeues their jobs. The prune waits until we are gone."""
+    for pid in children:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _reap(sock: socket.socket | None) -> list[int]:
+    reaped: list[int] = []
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -250,7 +261,7 @@ def _reap(sock: socket.socket | None) -> int:
             return reaped
         if pid == 0:
             return reaped
-        reaped += 1
+        reaped.append(pid)
         if sock is not None:
             try:
                 sock.sendall(_NOTICE.pack(b"X", pid, status))

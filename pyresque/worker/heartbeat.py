@@ -6,7 +6,8 @@ process (psutil). Workers on other hosts that never heartbeat (php-resque, old R
 alone. A dead worker's in-flight job, read from its ``worker:<id>`` record, is failed with a
 DirtyExit record and status FAILED, or put back at the head of its queue when its job class set
 ``requeue_on_dirty_exit = True`` (for idempotent jobs) and is already loaded here: a prune
-never imports a module.
+never imports a module. A dead worker of this host whose forking helper still runs is left for
+the next prune, so its job is never failed or requeued while its child may still run it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import redis
 
 from .. import defaults
 from ..jobs.resolver import JobResolver
-from ..process.liveness import process_is_resque
+from ..process.liveness import helper_of, process_is_resque
 from ..store.datastore import DataStore
 from ..wire import payload as wire
 
@@ -38,6 +39,7 @@ class Pruner:
         prune_interval: float = defaults.PRUNE_INTERVAL,
         log: Any = None,
         is_alive: Callable[[int], bool] = process_is_resque,
+        helper_of: Callable[[int], int | None] = helper_of,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -46,6 +48,7 @@ class Pruner:
         self.prune_interval = prune_interval
         self.log = log
         self.is_alive = is_alive
+        self.helper_of = helper_of
 
     def prune(self) -> list[str]:
         """Prune dead workers if this worker wins the lock; returns the ids pruned."""
@@ -65,7 +68,7 @@ class Pruner:
             if wid == self.worker_id:
                 continue
             beat_time = wire.parse_time(beat)
-            if beat_time is None or now - beat_time > self._horizon(horizons.get(wid)):
+            if (beat_time is None or now - beat_time > self._horizon(horizons.get(wid))) and not self._still_ending(wid):
                 self._prune_one(wid, heartbeat_expired=True)
                 pruned.append(wid)
         for wid in sorted(registered - set(pruned)):
@@ -74,9 +77,17 @@ class Pruner:
             parsed = wire.parse_worker_id(wid)
             if parsed is None or parsed.host != self.hostname or self.is_alive(parsed.pid):
                 continue
+            if self._still_ending(wid):
+                continue
             self._prune_one(wid, heartbeat_expired=False)
             pruned.append(wid)
         return pruned
+
+    def _still_ending(self, wid: str) -> bool:
+        """A worker of this host whose forking helper still runs: the helper is killing and
+        reaping its job child, which may still be running the job; prune it next time."""
+        parsed = wire.parse_worker_id(wid)
+        return parsed is not None and parsed.host == self.hostname and self.helper_of(parsed.pid) is not None
 
     def _horizon(self, declared: str | None) -> float:
         """How long a worker may go without a heartbeat: its own prune interval when it declared

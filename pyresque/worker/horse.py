@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from ..exceptions import JobTerminated
 from ..jobs import job as jobmod
+from ..process import parent_death
 from ..wire import payload as wire
 from ..wire import procline
 from . import signals
@@ -95,11 +96,16 @@ def spawn(resolver: Any, close_fds: tuple[int, ...], max_jobs: int = 1, max_rss_
     """
     job_r, job_w = os.pipe()
     result_r, result_w = os.pipe()
+    parent = os.getpid()
+    if not defaults_set:  # the worker forks it: it must end with the worker (the helper ends its own)
+        parent_death.prepare_death_with_parent()
     gc.freeze()  # keep the child from touching (and copying) the parent's heap
     pid = os.fork()
     if pid == 0:
         os.close(job_w)
         os.close(result_r)
+        if not defaults_set:
+            parent_death.die_with_parent(parent)
         _serve(job_r, result_w, resolver, close_fds, max_jobs, max_rss_mb, defaults_set)
     os.close(job_r)
     os.close(result_w)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pyresque import Resque
@@ -42,3 +44,45 @@ def test_the_prune_follows_each_workers_own_heartbeat(redis_url, r, tmp_path):
     assert r.sismember("resque:workers", "other-host:12:default")
     assert r.sismember("resque:workers", "other-host:14:default")  # unreadable: Ruby's 300 s
     assert not r.hexists("resque:pyresque_prune_horizons", "other-host:13:default")
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("env", [{}, {"PYRESQUE_PREFORK": "0"}], ids=["helper", "no-prefork"])
+def test_a_killed_workers_job_child_ends_before_its_job_is_requeued(redis_url, r, tmp_path, env):
+    """Its child kept running unrecorded: a requeue_on_dirty_exit job ran twice at once, and a
+    plain job was marked FAILED and then completed."""
+    import signal
+
+    from support import records
+
+    resque = Resque(redis_url)
+    resque.enqueue("default", "IdempotentSleepJob", 30)
+    plain = resque.enqueue("other", "SleepJob", 2)
+    first = WorkerProcess(redis_url, tmp_path, queue="default", **env).start()
+    second = WorkerProcess(redis_url, tmp_path, queue="other", **env).start()
+    try:
+        [started] = wait_for(lambda: records(first, "idem_started"), what=f"the first run\n{first.log()}")
+        wait_for(lambda: records(second, "sleep_started"), what=f"the plain job\n{second.log()}")
+        first.signal(signal.SIGKILL)
+        second.signal(signal.SIGKILL)
+        first.wait()
+        second.wait()
+        with WorkerProcess(redis_url, tmp_path, queue="default") as third:
+            runs = wait_for(lambda: len(records(third, "idem_started")) == 2 and records(third, "idem_started"),
+                            what=f"the requeued run\n{third.log()}")
+            assert not _alive(started["pid"]), "the first run was still running when the job ran again"
+            assert runs[1]["pid"] != started["pid"]
+        assert resque.status(plain).status == wire.FAILED
+        time.sleep(2.5)  # the plain job sleeps 2 s: a child that outlived its worker would finish it
+        assert records(second, "sleep_finished") == [] and resque.status(plain).status == wire.FAILED
+    finally:
+        first.stop()
+        second.stop()
