@@ -26,6 +26,7 @@ from .scripts import (
     PUSH_LUA,
     PUSH_UNIQUE_LUA,
     RECORD_LUA,
+    REGISTER_LUA,
     RELEASE_LOCK_LUA,
     REQUEUE_FAILED_LUA,
     REQUEUE_RESERVED_LUA,
@@ -133,6 +134,7 @@ class DataStore:
         self.problems: list[str] = []
         self.final_status_ttl = status_ttl
         self._reserve = client.register_script(RESERVE_LUA)
+        self._register = client.register_script(REGISTER_LUA)
         self._finish = client.register_script(FINISH_LUA)
         self._finish_reserve = client.register_script(FINISH_RESERVE_LUA)
         self._update_status = client.register_script(UPDATE_STATUS_LUA)
@@ -355,14 +357,15 @@ class DataStore:
         return int(self.redis.ttl(key))
 
     # -- workers -----------------------------------------------------------------------------
-    def register_worker(self, worker_id: str, started: str, heartbeat: str, prune_horizon: float) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(self.keys.workers, worker_id)
-        pipe.set(self.keys.worker_started(worker_id), started)
-        pipe.hset(self.keys.heartbeats, worker_id, heartbeat)
-        pipe.hset(self.keys.prune_horizons, worker_id, f"{prune_horizon:g}")
-        self._execute(pipe, [self.keys.workers, self.keys.worker_started(worker_id), self.keys.heartbeats,
-                             self.keys.prune_horizons])
+    def register_worker(self, worker_id: str, started: str, prune_horizon: float) -> bool:
+        """Ruby's registration (``workers``, started, heartbeat) plus our prune horizon, in one
+        step; ``False`` (nothing written) when a live worker with another start holds the id."""
+        now = self.server_time()
+        keys = [self.keys.worker_started(worker_id), self.keys.heartbeats, self.keys.workers, self.keys.prune_horizons]
+        done = self._register(keys=keys, args=[worker_id, started, wire.iso_offset(now), f"{prune_horizon:g}",
+                                               wire.iso_offset(now - prune_horizon)])
+        self.problems.extend(_text(p) for p in done[1:])
+        return bool(done[0])
 
     def unregister_worker(
         self, worker_id: str, failure_record: str | None = None, requeue: tuple[str, str] | None = None

@@ -213,3 +213,25 @@ redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 return 1
 """
+
+
+# KEYS: worker:<id>:started, workers:heartbeat, workers, pyresque_prune_horizons
+# ARGV: worker id, started, heartbeat, prune horizon, the oldest heartbeat that is still alive
+# Register a worker id unless another live worker holds it (a restarted container with the same
+# hostname and pid 1): its started key differs from ours and its heartbeat is fresh. ISO-8601
+# heartbeats of one format compare as strings. Returns 1, or 0 when the id is taken.
+REGISTER_LUA = _SAFE_LUA + r"""
+local started = get_string(KEYS[1])
+if started and started ~= ARGV[2] then
+  local beat = redis.pcall('HGET', KEYS[2], ARGV[1])
+  if type(beat) == 'string' and beat >= ARGV[5] then return {0} end
+end
+local function write(key, ...)
+  if type(redis.pcall(...)) == 'table' then note(key, 'is not the type Resque uses: not written') end
+end
+write(KEYS[3], 'SADD', KEYS[3], ARGV[1])
+write(KEYS[1], 'SET', KEYS[1], ARGV[2])
+write(KEYS[2], 'HSET', KEYS[2], ARGV[1], ARGV[3])
+write(KEYS[4], 'HSET', KEYS[4], ARGV[1], ARGV[4])
+return {1, unpack(problems)}
+"""

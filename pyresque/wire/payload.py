@@ -264,6 +264,14 @@ class WorkerId(NamedTuple):
         return f"{self.host}:{self.pid}:{queues}"
 
 
+def tagged_worker_id(worker_id: str) -> str:
+    """The id with a random tag on its host part (``host+3f9a1c:pid:queues``), for a worker whose
+    id a live worker already holds. php's and Ruby's prunes match the host before the pid, so they
+    leave a tagged id to the heartbeat rule, as pyresque's does."""
+    host, _, rest = worker_id.partition(":")
+    return f"{host}+{os.urandom(3).hex()}:{rest}"
+
+
 def parse_worker_id(worker_id: str) -> WorkerId | None:
     """Split ``host:pid:q1,q2`` as Resque does (``split(':', 3)``); ``None`` if it is not one."""
     parts = worker_id.split(":", 2)

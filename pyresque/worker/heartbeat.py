@@ -109,7 +109,7 @@ class Pruner:
                 self.log.error("could not prune a dead worker; the next prune tries again", dead_worker=wid,
                                error=f"{type(exc).__name__}: {exc}")
 
-    def prune_worker(self, wid: str, heartbeat_expired: bool) -> None:
+    def prune_worker(self, wid: str, heartbeat_expired: bool, quiet: bool = False) -> None:
         raw = self.store.working_on(wid)
         failure = requeue = None
         record = wire.in_flight(raw) if raw is not None else None
@@ -124,7 +124,7 @@ class Pruner:
                     record.payload, "pyresque.DirtyExit", message, [], wid, record.queue))
             self.set_status(record.payload, wire.WAITING if requeue else wire.FAILED)
         self.store.unregister_worker(wid, failure_record=failure, requeue=requeue)
-        if self.log is not None:
+        if self.log is not None and not quiet:
             self.log.warning("pruned dead worker", dead_worker=wid, job=record.payload if record else None,
                              requeued=requeue is not None, heartbeat_expired=heartbeat_expired)
 

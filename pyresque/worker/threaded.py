@@ -97,6 +97,7 @@ class Slot(Worker):
     def __init__(self, pool: ThreadedWorker, number: int) -> None:
         options = replace(pool.options, fork=False, pidfile=None, supervisor_pid=None, threads=1)
         super().__init__(pool.resque, pool.queue_patterns, options, pool.resolver, pool.hostname, slot=number)
+        self._started = pool._started  # one process, one start: a replacement slot takes its id back
         self.number = number
         self.lock = threading.Lock()
         self.wake = threading.Event()

@@ -80,6 +80,7 @@ class Worker:
         self.resolver = resolver or JobResolver()
         self.hostname = hostname or socket.gethostname()
         self.pid = os.getpid()
+        self._started = wire.ruby_time()  # kept across re-registrations: how a holder knows its id
         self.id = str(wire.WorkerId(self.hostname, self.pid, tuple(self.queue_patterns), slot))
         self.log = get_logger("pyresque.worker").bind(worker=self.id)
         self._last_job_at = time.monotonic()
@@ -127,11 +128,17 @@ class Worker:
         give_back_free_memory()  # what start-up freed (~2 MiB here) would otherwise stay resident
 
     def register(self) -> None:
-        now = time.time()
-        self.store.register_worker(self.id, wire.ruby_time(now), wire.iso_offset(self.store.server_time()),
-                                   self.options.prune_interval)
+        while not self.store.register_worker(self.id, self._started, self.options.prune_interval):
+            self._take_unique_id()
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
         self._registered = True
+
+    def _take_unique_id(self) -> None:
+        """Another live worker holds our id (a restarted container: same hostname, pid 1)."""
+        taken, self.id = self.id, wire.tagged_worker_id(self.id)
+        self.pruner.worker_id = self.id
+        self.log = self.log.bind(worker=self.id)
+        self.log.warning("worker id held by another live worker; registering under a tagged id", taken=taken)
 
     # == 2-5. the loop =========================================================================
     def _run_loop(self) -> None:
@@ -578,15 +585,9 @@ class Worker:
                 time.sleep(0.5)
 
     def unregister(self) -> None:
-        """Ruby's unregister; a job still recorded as running is failed first (DirtyExit)."""
-        failure = None
-        raw = self.store.working_on(self.id)
-        record = wire.in_flight(raw) if raw is not None else None
-        if record is not None:
-            failure = wire.encode_failure(wire.build_failure(
-                record.payload, "pyresque.DirtyExit", "Job still being processed", [], self.id, record.queue))
-            self.pruner.set_status(record.payload, wire.FAILED)
-        self.store.unregister_worker(self.id, failure_record=failure)
+        """Ruby's unregister; a job still recorded as running is failed first (DirtyExit), or
+        requeued if its class allows it, exactly as a prune would."""
+        self.pruner.prune_worker(self.id, heartbeat_expired=False, quiet=True)
         self._registered = False
 
     # -- helpers ---------------------------------------------------------------------------

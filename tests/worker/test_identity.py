@@ -86,3 +86,36 @@ def test_a_killed_workers_job_child_ends_before_its_job_is_requeued(redis_url, r
     finally:
         first.stop()
         second.stop()
+
+
+def _worker(resque, hostname="container"):
+    from pyresque.worker.options import WorkerOptions
+    from pyresque.worker.worker import Worker
+
+    return Worker(resque, ["default"], WorkerOptions(fork=False, interval=0), hostname=hostname)
+
+
+def test_an_id_a_live_worker_holds_is_not_reused(resque, r):
+    """Two containers with one hostname, both pid 1, overwrote each other's working-on record."""
+    worker = _worker(resque)
+    held = worker.id
+    r.sadd("resque:workers", held)
+    r.set(f"resque:worker:{held}:started", "2026-01-01 00:00:00 +0000")
+    r.hset("resque:workers:heartbeat", held, wire.iso_offset(float(r.time()[0])))
+    worker.register()
+    assert worker.id != held and worker.id.startswith("container+") and worker.id.endswith(held[len("container"):])
+    assert r.sismember("resque:workers", worker.id) and r.sismember("resque:workers", held)
+    assert r.get(f"resque:worker:{held}:started") == b"2026-01-01 00:00:00 +0000"  # the other's keys stay
+    assert wire.parse_worker_id(worker.id).host != "container"  # php/Ruby: another host, heartbeat rule
+    worker.register()  # its own registration again (after a Redis restart, say): same id
+    assert r.scard("resque:workers") == 2
+
+
+def test_an_id_whose_holder_stopped_beating_is_taken_over(resque, r):
+    worker = _worker(resque)
+    r.sadd("resque:workers", worker.id)
+    r.set(f"resque:worker:{worker.id}:started", "2026-01-01 00:00:00 +0000")
+    r.hset("resque:workers:heartbeat", worker.id, "2020-01-01T00:00:00+00:00")
+    held = worker.id
+    worker.register()
+    assert worker.id == held and r.get(f"resque:worker:{held}:started") != b"2026-01-01 00:00:00 +0000"
