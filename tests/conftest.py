@@ -50,7 +50,7 @@ def resque(redis_url):
 #: The behavioural suites (worker/test_worker.py, worker/test_signals.py) run once per execution mode (README:
 #: execution modes). ``threads-2``, not ``threads-1``: ``--threads 1`` is the CLI's default and runs
 #: the plain forking worker; two slots is the smallest threaded worker, and makes every wire assertion
-#: hold per slot id (``host:pid:queues,@<slot>``) beside an idle neighbour slot.
+#: hold per slot id (``host@<slot>:pid:queues``) beside an idle neighbour slot.
 WORKER_MODES = {
     "fork": {},  # a fresh child per job, forked ahead by the forking helper
     "fork-every-3": {"PYRESQUE_FORK_EVERY": "3"},  # one child serves three jobs

@@ -239,17 +239,18 @@ def _int_or_none(value: Any) -> int | None:
 #: php-resque v1.3.6's DirtyExit message for a job killed by a signal (vectors s_signal_term)
 DIRTY_EXIT_ABNORMAL = "Job exited abnormally"
 
-#: marks a thread slot's entry at the end of a worker id's queue list (``host:pid:q1,q2,@3``)
+#: marks a thread slot on a worker id's host part (``host@3:pid:q1,q2``)
 SLOT_MARK = "@"
 
 
 class WorkerId(NamedTuple):
-    """``host:pid:q1,q2``, and for one slot of a threaded worker ``host:pid:q1,q2,@<slot>``.
+    """``host:pid:q1,q2``, and for one slot of a threaded worker ``host@<slot>:pid:q1,q2``.
 
     Resque's ids are one per process; a threaded worker registers one id per slot. The slot
-    rides in the queue list because both neighbours read that field as free text: php-resque
-    and Ruby only match the host and the pid (a live pid keeps every slot), and Ruby's
-    same-queues check then leaves the slots alone; Ruby's heartbeat expiry still applies.
+    rides on the host part: in the queue list (pyresque's first form, ``q1,q2,@3``, still read)
+    resque-web showed it as a queue. php-resque and Ruby take ``host@3`` for another host, so
+    they leave slots to the heartbeat rule (Ruby's expiry; each slot beats); pyresque reads the
+    real host back and prunes the slots of a dead process by its pid at once.
     """
 
     host: str
@@ -258,18 +259,20 @@ class WorkerId(NamedTuple):
     slot: int | None = None
 
     def __str__(self) -> str:
-        queues = ",".join(self.queues)
-        if self.slot is not None:
-            queues += f",{SLOT_MARK}{self.slot}"
-        return f"{self.host}:{self.pid}:{queues}"
+        host = self.host if self.slot is None else f"{self.host}{SLOT_MARK}{self.slot}"
+        return f"{host}:{self.pid}:{','.join(self.queues)}"
 
 
 def tagged_worker_id(worker_id: str) -> str:
     """The id with a random tag on its host part (``host+3f9a1c:pid:queues``), for a worker whose
     id a live worker already holds. php's and Ruby's prunes match the host before the pid, so they
     leave a tagged id to the heartbeat rule, as pyresque's does."""
-    host, _, rest = worker_id.partition(":")
-    return f"{host}+{os.urandom(3).hex()}:{rest}"
+    tag = os.urandom(3).hex()
+    parsed = parse_worker_id(worker_id)
+    if parsed is None:
+        host, _, rest = worker_id.partition(":")
+        return f"{host}+{tag}:{rest}"
+    return str(parsed._replace(host=f"{parsed.host}+{tag}"))
 
 
 def parse_worker_id(worker_id: str) -> WorkerId | None:
@@ -278,13 +281,15 @@ def parse_worker_id(worker_id: str) -> WorkerId | None:
     pid = parts[1] if len(parts) == 3 else ""
     if not (pid.isascii() and pid.isdigit() and len(pid) <= 10):  # not '²', not 5,000 digits
         return None
-    queues = parts[2].split(",")
-    slot = None
+    host, queues, slot = parts[0], parts[2].split(","), None
+    base, mark, number = host.rpartition(SLOT_MARK)
+    if mark and base and number.isascii() and number.isdigit() and len(number) <= 6:
+        host, slot = base, int(number)
     last = queues[-1]
-    if len(queues) > 1 and last.startswith(SLOT_MARK) and last[1:].isdigit():
-        slot = int(last[1:])
+    if slot is None and len(queues) > 1 and last.startswith(SLOT_MARK) and last[1:].isdigit() and len(last) <= 7:
+        slot = int(last[1:])  # the first form: a slot at the end of the queue list
         queues.pop()
-    return WorkerId(parts[0], int(parts[1]), tuple(queues), slot)
+    return WorkerId(host, int(parts[1]), tuple(queues), slot)
 
 
 # -- counters ---------------------------------------------------------------------------------

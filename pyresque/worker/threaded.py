@@ -4,7 +4,7 @@ Why: a fork per job costs ~2 ms of CPU and a process per concurrent job; a worke
 jobs (HTTP calls, sleeps, slow queries) wants hundreds of jobs waiting at once in one process.
 
 Resque's keys hold one job per worker id, so every slot registers its own id,
-``host:pid:queues,@<slot>`` (:class:`pyresque.wire.payload.WorkerId`), with its own working-on
+``host@<slot>:pid:queues`` (:class:`pyresque.wire.payload.WorkerId`), with its own working-on
 record, started key, heartbeat and stats: resque-web lists one worker per slot, php-resque's
 and Ruby's pid checks keep every slot of a live process, and a SIGKILLed process is pruned slot
 by slot, each in-flight job failed (or requeued) as in fork mode.

@@ -141,8 +141,10 @@ def test_invalid_queue_names(name):
 def test_worker_id_round_trip_keeps_colons_in_queues():
     wid = wire.parse_worker_id("vm:1409:high,default")
     assert wid == ("vm", 1409, ("high", "default"), None) and str(wid) == "vm:1409:high,default"
-    slot = wire.parse_worker_id("vm:1409:high,default,@12")
-    assert slot == ("vm", 1409, ("high", "default"), 12) and str(slot) == "vm:1409:high,default,@12"
+    slot = wire.parse_worker_id("vm@12:1409:high,default")
+    assert slot == ("vm", 1409, ("high", "default"), 12) and str(slot) == "vm@12:1409:high,default"
+    assert wire.parse_worker_id("vm:1409:high,default,@12") == slot  # the first form, still read
+    assert wire.parse_worker_id("vm+3f9a1c@2:1:q") == ("vm+3f9a1c", 1, ("q",), 2)  # a tagged id's slot
     assert wire.parse_worker_id("vm:1409:@home").queues == ("@home",)  # a lone queue is never a slot
     assert wire.parse_worker_id("vm:123:ns:q").queues == ("ns:q",)
     assert wire.parse_worker_id("garbage") is None

@@ -207,8 +207,10 @@ def test_neighbours_pruning_rules_keep_a_live_threaded_worker(redis_url, r, tmp_
         php_pids = {line.split()[0] for line in ps.splitlines() if "resque" in line}
         for wid in slots:
             host, pid, queues_raw = wid.split(":", 2)  # php: explode(':', $worker, 3); Ruby: split(':')
-            assert host == HOST and pid in php_pids and pid in ruby_pids  # neither prunes it by pid
-            assert set(queues_raw.split(",")) != {"default"}  # and Ruby's same-queues rule skips it
+            assert pid in php_pids and pid in ruby_pids
+            # another host to php and Ruby (neither prunes it by pid); resque-web lists no fake queue
+            assert host != HOST and host.startswith(f"{HOST}@") and queues_raw == "default"
+            assert r.hexists("resque:workers:heartbeat", wid)  # Ruby's heartbeat rule: every slot beats
         assert process_is_resque(worker.pid)
         ours = Pruner(Resque(redis_url).store, f"{HOST}:1:default", HOST)
         assert ours.prune() == []

@@ -42,10 +42,10 @@ def assert_ran_where_the_mode_runs_jobs(ran: dict, worker: WorkerProcess) -> Non
 def shape(snapshot: dict, host: str, pid: int, ignore: tuple[str, ...] = ()) -> dict:
     """Keys (normalised) with their types and whether they expire."""
     out = {}
+    snapshot = {re.sub(r"@\d+(?=:\d)", "", k): v for k, v in snapshot.items()}  # slots: one worker's keys each
     for key, entry in vectors.normalise_state(snapshot, host, pid).items():
         if any(part in key for part in ignore):
             continue
-        key = re.sub(r",@\d+(?=:|$)", "", key)  # a threaded worker's slots: each has one worker's keys
         out[key] = (entry["type"], entry["ttl"] if entry["ttl"] == -1 else "expiring")
     return out
 
