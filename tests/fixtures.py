@@ -338,3 +338,14 @@ class GateJob:
             time.sleep(0.01)
         record("gate_finished", {"name": name})
         return "passed"
+
+
+@pyresque.register
+class ChaosJob:
+    """A short job that says it finished: the kill-chaos test counts these per job."""
+
+    @staticmethod
+    def perform(n, seconds):
+        time.sleep(seconds)
+        record("chaos_done", {"n": n, "pid": os.getpid()})
+        return n

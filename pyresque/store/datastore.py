@@ -462,6 +462,10 @@ class DataStore:
     def take_prune_lock(self, worker_id: str, ttl: int = defaults.PRUNE_LOCK_TTL) -> bool:
         return bool(self.redis.set(self.keys.prune_lock, worker_id, nx=True, ex=ttl))
 
+    def prune_lock_holder(self) -> str | None:
+        value = self._tolerate(self.keys.prune_lock, None, lambda: self.redis.get(self.keys.prune_lock))
+        return _text(value) if value is not None else None
+
     def release_prune_lock(self, worker_id: str) -> None:
         self._release_lock(keys=[self.keys.prune_lock], args=[worker_id])
 

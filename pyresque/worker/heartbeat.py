@@ -52,12 +52,24 @@ class Pruner:
 
     def prune(self) -> list[str]:
         """Prune dead workers if this worker wins the lock; returns the ids pruned."""
-        if not self.store.take_prune_lock(self.worker_id):
+        if not self.store.take_prune_lock(self.worker_id) and not self._take_lock_of_the_dead():
             return []
         try:
             return self._prune_locked()
         finally:
             self.store.release_prune_lock(self.worker_id)
+
+    def _take_lock_of_the_dead(self) -> bool:
+        """The lock's holder, a worker of this host, was killed while pruning: rather than wait out
+        the lock's 60 s (no prune at all meanwhile), free it and take it."""
+        holder = self.store.prune_lock_holder()
+        if holder is None:
+            return False
+        parsed = wire.parse_worker_id(holder)
+        if parsed is None or parsed.host != self.hostname or self.is_alive(parsed.pid):
+            return False
+        self.store.release_prune_lock(holder)  # only if it still holds it
+        return self.store.take_prune_lock(self.worker_id)
 
     def _prune_locked(self) -> list[str]:
         pruned: list[str] = []

@@ -119,3 +119,18 @@ def test_an_id_whose_holder_stopped_beating_is_taken_over(resque, r):
     held = worker.id
     worker.register()
     assert worker.id == held and r.get(f"resque:worker:{held}:started") != b"2026-01-01 00:00:00 +0000"
+
+
+def test_a_prune_lock_held_by_a_dead_worker_of_this_host_is_taken_over(resque, r):
+    """A worker SIGKILLed while pruning held Ruby's lock for its 60 s: no prune at all meanwhile."""
+    from pyresque.worker.heartbeat import Pruner
+
+    r.set("resque:pruning_dead_workers_in_progress", "thishost:999999:default", ex=60)
+    r.sadd("resque:workers", "thishost:999998:default")
+    dead = {999998, 999999}
+    pruner = Pruner(resque.store, "thishost:1:default", "thishost", is_alive=lambda pid: pid not in dead,
+                    helper_of=lambda pid: None)
+    assert pruner.prune() == ["thishost:999998:default"]
+    r.set("resque:pruning_dead_workers_in_progress", "thishost:2:default", ex=60)  # a live holder: wait
+    r.sadd("resque:workers", "thishost:999998:default")
+    assert pruner.prune() == []
