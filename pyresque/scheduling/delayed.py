@@ -10,7 +10,7 @@ resque-web's Delayed tab and php-resque's scheduler all see pyresque's delayed j
 A job that has an id (php-resque's payload, tracked or not), or any other key beyond
 ``class``/``args`` (a retry's ``attempt``), keeps its payload across the delay. Its item in
 ``delayed:<ts>`` stays Ruby-exact (so Ruby can find and remove it), and its full payload waits
-in a side hash ``pyresque:delayed:<ts>`` under the item's bytes, one list entry per copy. When
+in a side hash ``pyresque_delayed:<ts>`` under the item's bytes, one list entry per copy. When
 pyresque's scheduler moves the item it pushes that payload (same ``id``/``prefix``, fresh
 ``queue_time``) and leaves the status key as it is (WAITING since the job was scheduled).
 

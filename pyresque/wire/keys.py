@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from .. import defaults
 
+#: The prefix of keys only pyresque uses. Not ``pyresque:``: resque-web strips ``resque:`` from key
+#: names a second time after the namespace, and listed ``resque:pyresque:delayed:<ts>`` as a
+#: key of type none (see ``prune_horizons`` too).
+OWN = "pyresque_"
+
 
 def normalise_namespace(prefix: str | None) -> str:
     """Return the physical key prefix for a configured namespace."""
@@ -76,7 +81,7 @@ class Keys:
         """pyresque's hash: worker id -> seconds without a heartbeat after which it is dead (its
         own prune interval), so a neighbour pruning sooner never takes a slower beater for dead.
         Named without ``resque:`` inside it, which resque-web would strip a second time."""
-        return self.ns + "pyresque_prune_horizons"
+        return f"{self.ns}{OWN}prune_horizons"
 
     @property
     def prune_lock(self) -> str:
@@ -119,7 +124,7 @@ class Keys:
         Not under ``delayed:`` on purpose: php-resque's ``removeDelayed`` runs ``LREM`` on every
         ``delayed:*`` key and would fail with WRONGTYPE on a hash there.
         """
-        return f"{self.ns}pyresque:delayed:{timestamp}"
+        return f"{self.ns}{OWN}delayed:{timestamp}"
 
     @property
     def last_enqueued_at(self) -> str:
@@ -147,10 +152,10 @@ class Keys:
     # -- pyresque's job policies (no Resque equivalent) -------------------------------------
     def unique_lock(self, digest: str) -> str:
         """Held from enqueue until the job's final outcome (or its TTL) for ``@unique`` classes."""
-        return f"{self.ns}pyresque:unique:{digest}"
+        return f"{self.ns}{OWN}unique:{digest}"
 
     def concurrency_slots(self, class_name: str) -> str:
         """Zset of running jobs of a ``@limit_concurrency`` class: member = worker id, score = lease end.
         ``class_name`` is the class's canonical name (``jobs.resolver.canonical_name``), never a
         payload's, which may be any of its aliases."""
-        return f"{self.ns}pyresque:concurrency:{class_name}"
+        return f"{self.ns}{OWN}concurrency:{class_name}"

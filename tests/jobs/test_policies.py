@@ -133,7 +133,7 @@ def test_a_concurrency_limit_of_2_holds_across_4_workers(redis_url, r, tmp_path)
         running += delta
         peak = max(peak, running)
     assert peak == 2
-    assert r.zcard("resque:pyresque:concurrency:LimitedJob") == 0
+    assert r.zcard("resque:pyresque_concurrency:LimitedJob") == 0
 
 
 def test_aliases_of_a_unique_class_share_one_lock_from_enqueue_to_the_workers_release(redis_url, r, tmp_path):
@@ -147,7 +147,7 @@ def test_aliases_of_a_unique_class_share_one_lock_from_enqueue_to_the_workers_re
     assert sorted(rec["n"] for rec in records(worker, "aliased_unique_ran")) == [1, 2]
     # the worker released the lock the alias's enqueue took (before: it released another key)
     assert resque.enqueue("default", "Unique", 2) is not None
-    assert len(r.keys("resque:pyresque:unique:*")) == 1  # that new job's; the others went with their jobs
+    assert len(r.keys("resque:pyresque_unique:*")) == 1  # that new job's; the others went with their jobs
 
 
 def test_aliases_of_a_limited_class_share_one_concurrency_slot(redis_url, r, tmp_path):
@@ -158,7 +158,7 @@ def test_aliases_of_a_limited_class_share_one_concurrency_slot(redis_url, r, tmp
         wait_for(lambda: len(records(worker, "aliased_limited")) == 2, what=f"both limited jobs\n{worker.log()}")
     first, second = sorted(records(worker, "aliased_limited"), key=lambda run: run["start"])
     assert first["end"] <= second["start"]  # before: each name had a slot of its own, and they overlapped
-    assert r.keys("resque:pyresque:concurrency:*") == []
+    assert r.keys("resque:pyresque_concurrency:*") == []
 
 
 @pytest.mark.parametrize("kwargs", [dict(attempts=0), dict(attempts=-1), dict(attempts=2, backoff="sometimes"),

@@ -19,3 +19,13 @@ def test_key_names():
     assert k.worker_stat("processed", "vm:1:q") == "resque:stat:processed:vm:1:q"
     assert k.scheduler_lock == "resque:resque:resque_scheduler_master_lock"
     assert Keys("").queue("q") == "queue:q"
+
+
+def test_no_key_of_ours_has_resque_colon_inside_its_name():
+    """resque-web strips 'resque:' from a key name a second time after the namespace, so it
+    listed 'resque:pyresque:delayed:1' under a wrong name, as a key of type none."""
+    from pyresque.wire.keys import Keys
+
+    keys = Keys("resque")
+    for name in (keys.delayed_payloads(1), keys.unique_lock("d"), keys.concurrency_slots("C"), keys.prune_horizons):
+        assert "resque:" not in name[len("resque:"):], name
