@@ -160,7 +160,7 @@ def delayed_list(job_class: str | None, queue: str | None, limit: int | None, as
 @handle_errors
 def delayed_count(as_json: bool, redis_url: str | None, prefix: str | None) -> None:
     """Count delayed jobs and the timestamps they wait for."""
-    timestamps, jobs = count_delayed(open_resque(redis_url, prefix))
+    timestamps, jobs, _ = count_delayed(open_resque(redis_url, prefix))
     if as_json:
         echo(json_line({"jobs": jobs, "timestamps": timestamps}))
     else:

@@ -31,7 +31,7 @@ from ..store.outage import Outage
 from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
 from ..wire import procline
-from .delayed import move_due
+from .moving import move_due
 from .schedules import Schedule, format_last, load_schedule_file, parse_last, parse_schedule
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
@@ -70,7 +70,7 @@ class Scheduler:
        lock expires (``LOCK_TIMEOUT``). On becoming master: title ``Master scheduler``, load the
        schedules; on losing it: ``Child scheduler``.
     3. **move due delayed jobs** (title ``Processing Delayed Items``): one atomic Lua
-       compare-and-move per batch (see :func:`pyresque.scheduling.delayed.move_due`), so a scheduler that dies
+       compare-and-move per batch (see :func:`pyresque.scheduling.moving.move_due`), so a scheduler that dies
        mid-move neither loses nor duplicates a job.
     4. **update schedules** changed through ``schedules_changed`` (SPOP, as Ruby's master does).
     5. **fire due ticks**: each is a compare-and-set on ``delayed:last_enqueued_at``, so even two
@@ -146,9 +146,11 @@ class Scheduler:
         if moved.moved or moved.failed:
             procline.scheduler("Processing Delayed Items")
             self.log.info("moved delayed jobs", moved=moved.moved, failed=moved.failed)
-        if moved.skipped:
-            self.log.warning("delayed buckets left for the next pass (changing underneath, or not lists)",
-                             buckets=moved.skipped)
+        changing = [bucket for bucket in moved.skipped if bucket not in moved.broken]
+        if changing:
+            self.log.warning("delayed buckets left for the next pass (changing underneath)", buckets=changing)
+        self.store.problems += moved.problems  # broken buckets and keys: each logged once, not every pass
+        self.outage.report(self.store)
         if self.options.dynamic and self.store.drain_schedules_changed():
             self.reload_schedules()
         self.fire_due(time.time() if now is None else now)

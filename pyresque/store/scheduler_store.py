@@ -7,10 +7,11 @@ resque-scheduler's layout, not Resque's. Key names come from :mod:`pyresque.wire
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import redis
 
+from .. import defaults
 from ..wire.keys import Keys
 
 # KEYS: delayed:<ts>, timestamps:<item>, delayed_queue_schedule, side hash, status key
@@ -39,32 +40,59 @@ return 1
 """
 
 # KEYS: delayed:<ts>, delayed_queue_schedule, side hash, queues, failed, stat:failed,
-#       then per item: queue:<q> (any key for a failure), timestamps:<item>
-# ARGV: ts member, n, m, n expected items, m x (side field, expected value or '', new value or ''),
-#       n x (kind 'q' or 'f', queue name, payload or failure record)
+#       then per item: queue:<q> (a failure: its status key, or any key), timestamps:<item>
+# ARGV: ts member, n, m, status TTL, n expected items, m x (side field, expected value or '', new
+#       value or ''), n x (kind 'q' or 'f', queue name (a failure: status packet or ''), payload or
+#       failure record)
 # Moves the first n items of one due bucket, only if they and the side fields are still exactly
-# what the caller read (else returns 0 and nothing changed): pushes each to its queue (SADD
-# queues + RPUSH) or its failure record to the failed list, SREMs its timestamps: entry, LTRIMs
-# the bucket, and when the bucket is empty DELs it and its side hash and ZREMs the timestamp.
+# what the caller read (else {0} and nothing changed): pushes each to its queue (SADD queues +
+# RPUSH) or its failure record to the failed list (with status FAILED when its status key
+# exists), SREMs its timestamps: entry, LTRIMs the bucket, and when the bucket is empty DELs it
+# and its side hash and ZREMs the timestamp.
 # One script: a scheduler that dies mid-move has moved all of a batch or none of it, and no item
 # is ever both pushed and still in its bucket (resque-scheduler's WATCH/MULTI can push twice).
+# A script stopped by an error keeps what it wrote, so every push target is checked before the
+# first write: a queue that is not a list returns {3, its names} (the caller fails those items
+# instead), a failed list that is not a list returns {4}. Other keys of the wrong type (queues,
+# stat:failed, timestamps:) are skipped and named after the code.
 # Like Ruby, a copy of an item left behind a batch boundary loses its timestamps: entry one batch
 # early.
-# Returns 2 when the bucket is gone, 1 when items remain, 0 when it changed underneath.
+# Returns {2, …} when the bucket is gone, {1, …} when items remain, {0} when it changed underneath.
 MOVE_LUA = r"""
 local n = tonumber(ARGV[2])
 local m = tonumber(ARGV[3])
+local function holds(key, ...)
+  local kind = redis.call('TYPE', key)['ok']
+  for _, ok in ipairs({'none', ...}) do if kind == ok then return true end end
+  return false
+end
 if n > 0 then
   local current = redis.call('LRANGE', KEYS[1], 0, n - 1)
-  if #current ~= n then return 0 end
+  if #current ~= n then return {0} end
   for i = 1, n do
-    if current[i] ~= ARGV[3 + i] then return 0 end
+    if current[i] ~= ARGV[4 + i] then return {0} end
   end
 end
-local s = 3 + n
+local s = 4 + n
 for j = 0, m - 1 do
   local value = redis.call('HGET', KEYS[3], ARGV[s + 3 * j + 1])
-  if (value or '') ~= ARGV[s + 3 * j + 2] then return 0 end
+  if (value or '') ~= ARGV[s + 3 * j + 2] then return {0} end
+end
+local a = s + 3 * m
+local blocked, failing = {}, false
+for i = 1, n do
+  if ARGV[a + 3 * i - 2] ~= 'q' then
+    failing = true
+  elseif not holds(KEYS[5 + 2 * i], 'list') then
+    blocked[#blocked + 1] = ARGV[a + 3 * i - 1]
+  end
+end
+if #blocked > 0 then return {3, unpack(blocked)} end
+if failing and not holds(KEYS[5], 'list') then return {4} end
+local problems = {}
+local function try(note, ...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply['err'] then problems[#problems + 1] = note end
 end
 for j = 0, m - 1 do
   local new = ARGV[s + 3 * j + 3]
@@ -74,26 +102,28 @@ for j = 0, m - 1 do
     redis.call('HSET', KEYS[3], ARGV[s + 3 * j + 1], new)
   end
 end
-local a = s + 3 * m
 local member = 'delayed:' .. ARGV[1]
 for i = 1, n do
-  local kind, queue, data = ARGV[a + 3 * i - 2], ARGV[a + 3 * i - 1], ARGV[a + 3 * i]
+  local kind, arg, data = ARGV[a + 3 * i - 2], ARGV[a + 3 * i - 1], ARGV[a + 3 * i]
   if kind == 'q' then
-    redis.call('SADD', KEYS[4], queue)
+    try(KEYS[4] .. ' is not a set: queue name not added', 'SADD', KEYS[4], arg)
     redis.call('RPUSH', KEYS[5 + 2 * i], data)
   else
     redis.call('RPUSH', KEYS[5], data)
-    redis.call('INCRBY', KEYS[6], 1)
+    try(KEYS[6] .. ' is not an integer: not counted', 'INCRBY', KEYS[6], 1)
+    if arg ~= '' and redis.call('EXISTS', KEYS[5 + 2 * i]) == 1 then
+      redis.call('SET', KEYS[5 + 2 * i], arg, 'EX', ARGV[4])
+    end
   end
-  redis.call('SREM', KEYS[6 + 2 * i], member)
+  try(KEYS[6 + 2 * i] .. ' is not a set: left as it is', 'SREM', KEYS[6 + 2 * i], member)
 end
 if n > 0 then redis.call('LTRIM', KEYS[1], n, -1) end
 if redis.call('LLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[3])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 2
+  try(KEYS[2] .. ' is not a zset: timestamp not removed', 'ZREM', KEYS[2], ARGV[1])
+  return {2, unpack(problems)}
 end
-return 1
+return {1, unpack(problems)}
 """
 
 # KEYS: delayed:<ts>, delayed_queue_schedule, side hash, timestamps:<item>, status key
@@ -101,6 +131,8 @@ return 1
 # Removes one copy of an item from its bucket, with the side payload that went with it and its
 # status key, only if the side entry is still what the caller read. SREMs the timestamps: entry
 # once no copy is left, and drops an emptied bucket as resque-scheduler's clean_up_timestamp.
+# Those two touch keys of resque-scheduler's that another program may have broken: after the
+# LREM, an error must not stop the script half-way, so they are tried (pcall) and skipped.
 # Returns 1 when removed, 0 when the item is gone or the side entry changed.
 REMOVE_LUA = r"""
 if ARGV[3] ~= '' then
@@ -115,10 +147,10 @@ local left = false
 for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   if item == ARGV[2] then left = true break end
 end
-if not left then redis.call('SREM', KEYS[4], 'delayed:' .. ARGV[1]) end
+if not left then redis.pcall('SREM', KEYS[4], 'delayed:' .. ARGV[1]) end
 if redis.call('LLEN', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[3])
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.pcall('ZREM', KEYS[2], ARGV[1])
 end
 return 1
 """
@@ -166,12 +198,40 @@ return 1
 """
 
 
+class Action(NamedTuple):
+    """What a move does with one item: push ``data`` to ``queue`` (kind ``"q"``), or push the failure
+    record ``data`` (kind ``"f"``) and, when the job is tracked, write ``packet`` to ``status_key``."""
+
+    kind: str
+    queue: str
+    data: str
+    status_key: str = ""
+    packet: str = ""
+
+
+#: MOVE_LUA's answers.
+MOVE_CHANGED = 0  # the bucket or its side hash changed since it was read: nothing moved
+MOVE_SOME_LEFT = 1
+MOVE_GONE = 2  # the bucket is empty and gone
+MOVE_QUEUES_NOT_LISTS = 3  # nothing moved: fail the items bound for these queues instead
+MOVE_FAILED_NOT_LIST = 4  # nothing moved: there is nowhere to put a failure
+
+
+class MoveReply(NamedTuple):
+    """MOVE_LUA's answer: a ``MOVE_*`` code and, for MOVE_QUEUES_NOT_LISTS, those queues."""
+
+    code: int
+    queues: list[str]
+
+
 class SchedulerStore:
     """resque-scheduler's keyspace on one Redis connection pool."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis: Any = client
         self.keys = keys
+        #: Keys of the wrong type met (another program's doing), until :meth:`take_problems`.
+        self.problems: list[str] = []
         self._delay = client.register_script(DELAY_LUA)
         self._move = client.register_script(MOVE_LUA)
         self._remove = client.register_script(REMOVE_LUA)
@@ -191,60 +251,92 @@ class SchedulerStore:
         self._delay(keys=keys, args=args)
 
     def due_timestamps(self, now: int, count: int) -> list[bytes]:
-        """The earliest ``count`` due bucket members, oldest first."""
-        return list(self.redis.zrangebyscore(self.keys.delayed_schedule, "-inf", now, start=0, num=count))
+        """The earliest ``count`` due bucket members, oldest first (none if the zset is not one)."""
+        k = self.keys
+        return list(self._tolerate(k.delayed_schedule, [], "no delayed job can move",
+                                   lambda: self.redis.zrangebyscore(k.delayed_schedule, "-inf", now, start=0, num=count)))
 
-    def bucket_head(self, ts: bytes | str, count: int) -> list[bytes]:
-        return list(self.redis.lrange(self.keys.delayed(_text(ts)), 0, count - 1))
+    def bucket_head(self, ts: bytes | str, count: int) -> list[bytes] | None:
+        """The first ``count`` items of a bucket; ``None`` (noted) when it is not a list."""
+        key = self.keys.delayed(ts)
+        return self._tolerate(key, None, "left as it is", lambda: list(self.redis.lrange(key, 0, count - 1)))
 
-    def bucket(self, ts: bytes | str) -> list[bytes]:
-        return list(self.redis.lrange(self.keys.delayed(_text(ts)), 0, -1))
+    def bucket(self, ts: bytes | str) -> list[bytes] | None:
+        key = self.keys.delayed(ts)
+        return self._tolerate(key, None, "left as it is", lambda: list(self.redis.lrange(key, 0, -1)))
 
     def side_payloads(self, ts: bytes | str) -> dict[bytes, bytes]:
-        return dict(self.redis.hgetall(self.keys.delayed_payloads(_text(ts))))
+        """The bucket's side hash; empty (noted) when it is not a hash, so its items still move."""
+        key = self.keys.delayed_payloads(ts)
+        return self._tolerate(key, {}, "ids of its jobs lost", lambda: dict(self.redis.hgetall(key)))
 
     def move_batch(self, ts: bytes | str, items: Sequence[bytes], side: Sequence[tuple[bytes, bytes, str]],
-                   actions: Sequence[tuple[str, str, str]]) -> int:
+                   actions: Sequence[Action], status_ttl: int = defaults.STATUS_TTL) -> MoveReply:
         """Move the bucket's first ``len(items)`` items atomically (see MOVE_LUA).
 
-        ``side``: (field, expected value, new value); ``actions``: per item ('q', queue, payload)
-        or ('f', '', failure record). Returns 2 (bucket gone), 1 (items left) or 0 (changed).
+        ``side``: (field, expected value, new value); ``actions``: one per item.
         """
         k = self.keys
-        member = _text(ts)
-        keys = [k.delayed(member), k.delayed_schedule, k.delayed_payloads(member), k.queues, k.failed, k.stat("failed")]
-        for item, (kind, queue, _) in zip(items, actions):
-            keys.append(k.queue(queue) if kind == "q" else k.failed)
-            keys.append(k.timestamps(_text(item)))
-        args: list[Any] = [member, len(items), len(side), *items]
+        keys: list[Any] = [k.delayed(ts), k.delayed_schedule, k.delayed_payloads(ts), k.queues, k.failed, k.stat("failed")]
+        for item, action in zip(items, actions):
+            keys.append(k.queue(action.queue) if action.kind == "q" else action.status_key or k.failed)
+            keys.append(k.timestamps(item))
+        args: list[Any] = [ts, len(items), len(side), status_ttl, *items]
         for field, expected, new in side:
             args += [field, expected, new]
-        for kind, queue, data in actions:
-            args += [kind, queue, data]
-        return int(self._move(keys=keys, args=args))
+        for action in actions:
+            args += [action.kind, action.queue if action.kind == "q" else action.packet, action.data]
+        reply = self._move(keys=keys, args=args)
+        code, rest = int(reply[0]), [_text(value) for value in reply[1:]]
+        if code == MOVE_QUEUES_NOT_LISTS:
+            return MoveReply(code, rest)
+        if code == MOVE_FAILED_NOT_LIST:
+            self._note(k.failed, f"is a {self.key_type(k.failed)}, not a list: bad delayed items cannot be failed, "
+                                 "their bucket waits")
+        self.problems += [_short(problem) for problem in rest]
+        return MoveReply(code, [])
 
     def remove_item(self, ts: bytes | str, item: bytes, side_expected: bytes | None, side_new: str,
                     status_key: str | None) -> bool:
         """Remove one copy of ``item`` from ``delayed:<ts>`` (see REMOVE_LUA)."""
         k = self.keys
-        member = _text(ts)
-        keys = [k.delayed(member), k.delayed_schedule, k.delayed_payloads(member), k.timestamps(_text(item)),
-                status_key or k.status("-")]
-        args: list[Any] = [member, item, side_expected or "", side_new]
+        keys: list[Any] = [k.delayed(ts), k.delayed_schedule, k.delayed_payloads(ts), k.timestamps(item),
+                           status_key or k.status("-")]
+        args: list[Any] = [ts, item, side_expected or "", side_new]
         return bool(self._remove(keys=keys, args=args))
 
     def timestamps(self) -> list[bytes]:
-        """Every bucket member, earliest first."""
-        return list(self.redis.zrange(self.keys.delayed_schedule, 0, -1))
+        """Every bucket member, earliest first (none if the zset is not one)."""
+        key = self.keys.delayed_schedule
+        return list(self._tolerate(key, [], "no delayed job can be read", lambda: self.redis.zrange(key, 0, -1)))
 
-    def bucket_sizes(self, members: Sequence[bytes]) -> list[int]:
+    def bucket_sizes(self, members: Sequence[bytes]) -> list[int | None]:
+        """LLEN of each bucket; ``None`` for one that is not a list."""
         pipe = self.redis.pipeline(transaction=False)
         for member in members:
-            pipe.llen(self.keys.delayed(_text(member)))
-        return [int(n) for n in pipe.execute()]
+            pipe.llen(self.keys.delayed(member))
+        return [None if isinstance(n, redis.ResponseError) else int(n) for n in pipe.execute(raise_on_error=False)]
 
-    def timestamp_count(self) -> int:
-        return int(self.redis.zcard(self.keys.delayed_schedule))
+    # -- keys another program broke ----------------------------------------------------------
+    def take_problems(self) -> list[str]:
+        """Keys of the wrong type skipped since the last call (the scheduler logs each once)."""
+        taken, self.problems = self.problems, []
+        return taken
+
+    def _tolerate(self, key: str | bytes, default: Any, effect: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            self._note(key, f"is a {self.key_type(key)}: {effect}")
+            return default
+
+    def _note(self, key: str | bytes, what: str) -> None:
+        self.problems.append(_short(f"{_text(key)} {what}"))
+
+    def key_type(self, key: str | bytes) -> str:
+        return _text(self.redis.type(key))
 
     # -- master lock -------------------------------------------------------------------------
     def acquire_lock(self, value: str, ttl: int) -> bool:
@@ -300,3 +392,9 @@ class SchedulerStore:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _short(text: str) -> str:
+    """One line of at most 300 characters: a key may hold a whole item (``timestamps:<json>``)."""
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= 300 else text[:297] + "..."
