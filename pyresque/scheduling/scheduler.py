@@ -12,13 +12,11 @@ USR2       reload the schedules (the file and ``persistent_schedules``)
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -32,7 +30,7 @@ from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
 from ..wire import procline
 from .moving import move_due
-from .schedules import Schedule, format_last, load_schedule_file, parse_last, parse_schedule
+from .schedules import InvalidSchedule, Schedule, display_name, format_last, load_schedule_file, parse_last, parse_stored
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
 
@@ -98,6 +96,7 @@ class Scheduler:
         self.static: dict[str, Schedule] = {}
         self.schedules: dict[str, Schedule] = {}
         self._anchors: dict[str, float] = {}
+        self._schedule_errors: set[tuple[str, str]] = set()
         self.inbox = SignalInbox(SIGNALS)
         self.outage = Outage(self.log, self.resque.settings.display_url)
 
@@ -150,10 +149,10 @@ class Scheduler:
         if changing:
             self.log.warning("delayed buckets left for the next pass (changing underneath)", buckets=changing)
         self.store.problems += moved.problems  # broken buckets and keys: each logged once, not every pass
-        self.outage.report(self.store)
         if self.options.dynamic and self.store.drain_schedules_changed():
             self.reload_schedules()
         self.fire_due(time.time() if now is None else now)
+        self.outage.report(self.store)
 
     def elect(self) -> bool:
         """resque-scheduler's ``master?``: acquire the lock, or refresh it when it is ours."""
@@ -161,15 +160,20 @@ class Scheduler:
         return self.store.acquire_lock(self.lock_value, ttl) or self.store.refresh_lock(self.lock_value, ttl)
 
     def reload_schedules(self) -> None:
-        """The file's schedules, then ``persistent_schedules`` (which win a name clash, as in Ruby)."""
+        """The file's schedules, then ``persistent_schedules`` (which win a name clash, as in Ruby).
+
+        A persisted schedule that cannot run (not JSON, NaN, not an object, a cron that never
+        fires…) is skipped with one error naming it; the others load and fire."""
         procline.scheduler("Loading Schedule")
         schedules = dict(self.static)
         if self.options.dynamic:
             for name, raw in self.store.persistent_schedules().items():
                 try:
-                    schedules[name] = parse_schedule(name, _json(raw))
-                except ValueError as exc:
-                    self.log.error("persisted schedule skipped", schedule=name, error=str(exc))
+                    schedule = parse_stored(name, raw)
+                except InvalidSchedule as exc:
+                    self._report_schedule("persisted schedule skipped", display_name(name), str(exc))
+                    continue
+                schedules[schedule.name] = schedule
         now = time.time()
         self._anchors = {name: self._anchors.get(name, now) for name in schedules}
         self.schedules = schedules
@@ -179,7 +183,8 @@ class Scheduler:
         procline.scheduler("Schedules Loaded")
 
     def fire_due(self, now: float) -> int:
-        """Enqueue each schedule whose next tick is due; returns how many fired."""
+        """Enqueue each schedule whose next tick is due; returns how many fired. One that cannot
+        (croniter finds no tick, its queue key is not a list) is logged once; the others fire."""
         if not self.schedules:
             return 0
         last_seen = self.store.last_enqueued()
@@ -187,23 +192,36 @@ class Scheduler:
         for name, schedule in self.schedules.items():
             if not schedule.recurring:
                 continue
-            raw_last = last_seen.get(name)
-            last = parse_last(raw_last)
-            if last is not None:
-                last = min(last, now)  # a clock ahead of ours must not stall the schedule
-            due = schedule.next_tick(last, self._anchors.setdefault(name, now))
-            if due > now:
-                continue
-            tick = schedule.latest_due(due, now)
-            payload = schedule.payload(now)
-            if self.store.fire(name, raw_last, format_last(tick), schedule.queue, wire.encode_payload(payload), None, None):
-                fired += 1
-                self.log.info("recurring job enqueued", schedule=name, job_class=schedule.job_class,
-                              queue=schedule.queue, job_id=payload.get("id"), tick=format_last(tick),
-                              missed_ticks_collapsed=tick > due)
-            else:
-                self.log.info("tick already fired by another scheduler", schedule=name)
+            try:
+                fired += self._fire_one(name, schedule, last_seen.get(name), now)
+            except (ValueError, OverflowError) as exc:  # croniter's errors are ValueErrors
+                self._report_schedule("schedule cannot fire", name, str(exc))
         return fired
+
+    def _fire_one(self, name: str, schedule: Schedule, raw_last: str | None, now: float) -> int:
+        last = parse_last(raw_last)
+        if last is not None:
+            last = min(last, now)  # a clock ahead of ours must not stall the schedule
+        due = schedule.next_tick(last, self._anchors.setdefault(name, now))
+        if due > now:
+            return 0
+        tick = schedule.latest_due(due, now)
+        payload = schedule.payload(now)
+        done = self.store.fire(name, raw_last, format_last(tick), schedule.queue, wire.encode_payload(payload), None, None)
+        if done == 1:
+            self.log.info("recurring job enqueued", schedule=name, job_class=schedule.job_class,
+                          queue=schedule.queue, job_id=payload.get("id"), tick=format_last(tick),
+                          missed_ticks_collapsed=tick > due)
+            return 1
+        if done == 0:
+            self.log.info("tick already fired by another scheduler", schedule=name)
+        return 0  # -1: the store noted why, and the pass reports it once
+
+    def _report_schedule(self, event: str, name: str, error: str) -> None:
+        """Log a schedule that cannot run once per process, not at every reload or pass."""
+        if (name, error) not in self._schedule_errors:
+            self._schedule_errors.add((name, error))
+            self.log.error(event, schedule=name, error=error)
 
     # -- signals and sleeping ---------------------------------------------------------------
     def _handle_signals(self) -> None:
@@ -252,9 +270,3 @@ class Scheduler:
         self.inbox.close()
         self.log.info("scheduler stopped")
 
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from None

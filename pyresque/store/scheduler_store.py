@@ -187,11 +187,16 @@ return 0
 #       status packet ('' = untracked)
 # Fires one recurring tick only if the schedule's last_enqueued_at is still what the caller
 # read, so two schedulers that both think they are master (a stalled one whose lock expired)
-# can never enqueue the same tick twice.
+# can never enqueue the same tick twice. A queue key that is not a list is found before the
+# first write (an error would stop the script half-way): -1, nothing written. A queues set of the
+# wrong type is skipped.
+# Returns 1 when fired, 0 when another scheduler fired that tick, -1 when the queue is not a list.
 FIRE_LUA = r"""
 if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+local kind = redis.call('TYPE', KEYS[3])['ok']
+if kind ~= 'list' and kind ~= 'none' then return -1 end
 if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
-redis.call('SADD', KEYS[2], ARGV[4])
+redis.pcall('SADD', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
@@ -353,8 +358,10 @@ class SchedulerStore:
         return None if value is None else _text(value)
 
     # -- recurring schedules -----------------------------------------------------------------
-    def persistent_schedules(self) -> dict[str, bytes]:
-        return {_text(name): value for name, value in self.redis.hgetall(self.keys.persistent_schedules).items()}
+    def persistent_schedules(self) -> dict[bytes, bytes]:
+        """Name -> JSON config, both exactly as stored (none if the hash is not one)."""
+        key = self.keys.persistent_schedules
+        return dict(self._tolerate(key, {}, "no persisted schedule can be read", lambda: self.redis.hgetall(key)))
 
     def set_schedule(self, name: str, config_json: str) -> None:
         """resque-scheduler's set_schedule with ``persist: true``: HSET, then flag the change."""
@@ -372,22 +379,34 @@ class SchedulerStore:
     def drain_schedules_changed(self) -> list[str]:
         """SPOP every changed name, as resque-scheduler's master does."""
         names: list[str] = []
+        key = self.keys.schedules_changed
         while True:
-            popped = self.redis.spop(self.keys.schedules_changed, 100)
+            popped = self._tolerate(key, None, "changes are seen on USR2 only", lambda: self.redis.spop(key, 100))
             if not popped:
                 return names
             names += [_text(name) for name in popped]
 
     def last_enqueued(self) -> dict[str, str]:
-        return {_text(name): _text(value) for name, value in self.redis.hgetall(self.keys.last_enqueued_at).items()}
+        key = self.keys.last_enqueued_at
+        last = self._tolerate(key, {}, "no recurring job can fire", lambda: self.redis.hgetall(key))
+        return {_text(name): _text(value) for name, value in last.items()}
 
     def fire(self, name: str, expected: str | None, new: str, queue: str, payload: str,
-             status_key: str | None, status_packet: str | None) -> bool:
-        """Enqueue one recurring tick unless another scheduler already did (see FIRE_LUA)."""
+             status_key: str | None, status_packet: str | None) -> int:
+        """Enqueue one recurring tick unless another scheduler already did (see FIRE_LUA).
+
+        Returns 1 (fired), 0 (already fired) or -1: not fired, because its queue or
+        ``last_enqueued_at`` holds the wrong type (noted). A tick that cannot be recorded would
+        fire again every pass, so it does not fire at all.
+        """
         k = self.keys
         keys = [k.last_enqueued_at, k.queues, k.queue(queue), status_key or k.status("-")]
         args = [name, expected or "", new, queue, payload, (status_packet or "") if status_key else ""]
-        return bool(self._fire(keys=keys, args=args))
+        done = int(self._tolerate(k.last_enqueued_at, -2, "no recurring job can fire",
+                                  lambda: self._fire(keys=keys, args=args)))
+        if done == -1:
+            self._note(k.queue(queue), f"is a {self.key_type(k.queue(queue))}, not a list: schedule {name!r} cannot fire")
+        return max(done, -1)
 
 
 def _text(value: Any) -> str:

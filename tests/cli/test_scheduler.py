@@ -59,3 +59,11 @@ def test_schedule_add_list_remove(redis_url, r, tmp_path):
     assert run(redis_url, "schedule", "remove", "nightly").returncode == 0
     assert run(redis_url, "schedule", "remove", "nightly").returncode == 1
     assert [json.loads(line)["name"] for line in run(redis_url, "schedule", "list", "--json").stdout.splitlines()] == ["ping"]
+
+
+def test_schedule_add_refuses_a_cron_that_never_fires(redis_url, r):
+    done = run(redis_url, "schedule", "add", "feb30", "--class", "X", "-q", "q", "--cron", "0 0 30 2 *")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == ("Error: schedule 'feb30': cron '0 0 30 2 *' never fires: "
+                                   "no time matches it within 5 years")
+    assert not r.exists("resque:persistent_schedules", "resque:schedules_changed")

@@ -10,6 +10,7 @@ fires, and that a broken key is logged once, not once per pass.
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
@@ -153,3 +154,34 @@ def test_a_job_bound_for_a_queue_that_is_not_a_list_fails_alone(redis_url, r, tm
     assert record["payload"]["id"] == bad and resque.status(bad).status == wire.FAILED
     assert r.type("resque:queue:evil") == b"hash" and r.zcard("resque:delayed_queue_schedule") == 0
     assert scheduler.log().count("resque:queue:evil is a hash") == 1
+
+
+BAD_SCHEDULES = {  # name: (stored config, what the logged error says)
+    "nan-args": (b'{"class":"NoopJob","queue":"q","every":"1s","args":[NaN]}', "NaN is not JSON"),
+    "not-an-object": (b'[{"class":"NoopJob","queue":"q","every":"1s"}]', "config must be a mapping"),
+    "surrogate": (b'{"class":"\\ud800","queue":"q","every":"1s"}', "lone UTF-16 surrogate"),
+    "surrogate-bytes": (b'{"class":"NoopJob","queue":"q","every":"1s","args":["\xed\xa0\x80"]}', "not UTF-8"),
+    "deep": (b'{"class":"NoopJob","queue":"q","every":"1s","args":[' + DEEP.encode() + b"]}", "nests deeper than 200"),
+    "february-30th": (b'{"class":"NoopJob","queue":"q","cron":"0 0 30 2 *"}', "never fires"),
+    "not-json": (b"{oops", "is not JSON"),
+}
+
+
+def test_bad_persisted_schedules_are_skipped_once_and_the_others_fire(redis_url, r, tmp_path):
+    for name, (raw, _) in BAD_SCHEDULES.items():
+        r.hset("resque:persistent_schedules", name, raw)
+    r.hset("resque:persistent_schedules", b"name-\xff", b'{"class":"NoopJob","queue":"q","every":"1s"}')
+    for name in ("a-first", "m-middle", "z-last"):  # wherever HGETALL puts the bad ones, these fire
+        r.hset("resque:persistent_schedules", name, json.dumps({"class": "NoopJob", "queue": name, "every": "1s"}))
+    with SchedulerProcess(redis_url, tmp_path) as scheduler:
+        wait_for(lambda: all(r.llen(f"resque:queue:{q}") >= 2 for q in ("a-first", "m-middle", "z-last")), timeout=10,
+                 what=f"every good schedule firing\n{scheduler.log()}")
+        scheduler.process.send_signal(signal.SIGUSR2)  # a reload meets the same bad schedules again
+        wait_for(lambda: scheduler.log().count("schedules loaded") == 2, what="the reload")
+        assert scheduler.process.poll() is None
+    log = scheduler.log()
+    for name, (_, error) in BAD_SCHEDULES.items():
+        [line] = [line for line in log.splitlines() if f"schedule={name} " in line + " "]  # one error, not one per load
+        assert "persisted schedule skipped" in line and error in line, line
+    assert log.count("name-\\xff") == 1 and not r.exists("resque:queue:q")
+    assert "scheduler pass failed" not in log and "Traceback" not in log
