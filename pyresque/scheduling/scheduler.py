@@ -29,6 +29,7 @@ from ..store.outage import Outage
 from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
 from ..wire import procline
+from .lock import MasterLock
 from .moving import move_due
 from .schedules import InvalidSchedule, Schedule, display_name, format_last, load_schedule_file, parse_last, parse_stored
 
@@ -65,8 +66,9 @@ class Scheduler:
     2. **elect**, every pass: take resque-scheduler's master lock (SETNX + EXPIRE, value
        ``host:pid``) or refresh it if it is ours. Only the master does steps 3-5, so a pyresque
        and a Ruby scheduler never both run; another scheduler takes over once a dead master's
-       lock expires (``LOCK_TIMEOUT``). On becoming master: title ``Master scheduler``, load the
-       schedules; on losing it: ``Child scheduler``.
+       lock expires (``LOCK_TIMEOUT``), or from a lock without a TTL or one nobody has
+       refreshed for a whole lock timeout (:mod:`.lock`). On becoming master: title
+       ``Master scheduler``, load the schedules; on losing it: ``Child scheduler``.
     3. **move due delayed jobs** (title ``Processing Delayed Items``): one atomic Lua
        compare-and-move per batch (see :func:`pyresque.scheduling.moving.move_due`), so a scheduler that dies
        mid-move neither loses nor duplicates a job.
@@ -90,6 +92,7 @@ class Scheduler:
         self.lock_value = f"{self.hostname}:{self.pid}"
         self.worker_id = f"{self.hostname}:{self.pid}:scheduler"  # names us in failure records
         self.log = get_logger("pyresque.scheduler").bind(scheduler=self.lock_value)
+        self.lock = MasterLock(self.store, self.lock_value, self.options.lock_ttl, self.log)
         self.master = False
         self._role_known = False  # the first pass always sets the title, as Ruby's was_master = nil
         self.shutdown = False
@@ -155,9 +158,8 @@ class Scheduler:
         self.outage.report(self.store)
 
     def elect(self) -> bool:
-        """resque-scheduler's ``master?``: acquire the lock, or refresh it when it is ours."""
-        ttl = self.options.lock_ttl
-        return self.store.acquire_lock(self.lock_value, ttl) or self.store.refresh_lock(self.lock_value, ttl)
+        """resque-scheduler's ``master?``, guarded against locks nobody refreshes (see lock.py)."""
+        return self.lock.elect()
 
     def reload_schedules(self) -> None:
         """The file's schedules, then ``persistent_schedules`` (which win a name clash, as in Ruby).
@@ -261,7 +263,7 @@ class Scheduler:
     # == 7. shutdown ===========================================================================
     def _teardown(self) -> None:
         try:
-            if self.store.release_lock(self.lock_value):
+            if self.lock.release():
                 self.log.info("master lock released")
         except _REDIS_DOWN as exc:
             self.outage.down(exc)

@@ -155,6 +155,17 @@ end
 return 1
 """
 
+# The master lock may be anything another program left there, even a hash: every lock script
+# reads it through holder(), its value for a string, '(a <type>)' for anything else, false if none.
+_LOCK_HOLDER_LUA = r"""
+local function holder(key)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then return false end
+  if kind ~= 'string' then return '(a ' .. kind .. ')' end
+  return redis.call('GET', key)
+end
+"""
+
 # KEYS: master lock;  ARGV: our value, TTL
 # resque-scheduler's acquire (lock/resilient.rb): SETNX, then EXPIRE when it was ours to set.
 ACQUIRE_LOCK_LUA = r"""
@@ -167,8 +178,8 @@ return 0
 
 # KEYS: master lock;  ARGV: our value, TTL
 # resque-scheduler's locked?: refresh the TTL only while the lock holds our value.
-REFRESH_LOCK_LUA = r"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+REFRESH_LOCK_LUA = _LOCK_HOLDER_LUA + r"""
+if holder(KEYS[1]) == ARGV[1] then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   return 1
 end
@@ -177,9 +188,36 @@ return 0
 
 # KEYS: master lock;  ARGV: our value
 # Release only our own lock, in one step (Ruby checks, then DELs, in two).
-RELEASE_LOCK_LUA = r"""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+RELEASE_LOCK_LUA = _LOCK_HOLDER_LUA + r"""
+if holder(KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS: master lock.  Returns {holder or false, PTTL in ms (-1: none, -2: no lock)}.
+LOCK_STATE_LUA = _LOCK_HOLDER_LUA + r"""
+return {holder(KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+# KEYS: master lock;  ARGV: holder seen, TTL
+# A lock without a TTL never expires, whoever set it: give it one, if it is still that holder's
+# and still has none. Returns 1 when given.
+EXPIRE_LOCK_LUA = _LOCK_HOLDER_LUA + r"""
+if holder(KEYS[1]) == ARGV[1] and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: master lock;  ARGV: holder seen, its PTTL then (ms), our value, TTL
+# Take over a lock whose holder stopped refreshing it: only if it is still that holder's and its
+# TTL has not been reset since it was read (a refresh would have raised it). SET replaces a key of
+# any type. Returns 1 when the lock is ours.
+TAKE_OVER_LOCK_LUA = _LOCK_HOLDER_LUA + r"""
+if holder(KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('PTTL', KEYS[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+return 1
 """
 
 # KEYS: delayed:last_enqueued_at, queues, queue:<q>, status key
@@ -243,6 +281,9 @@ class SchedulerStore:
         self._acquire = client.register_script(ACQUIRE_LOCK_LUA)
         self._refresh = client.register_script(REFRESH_LOCK_LUA)
         self._release = client.register_script(RELEASE_LOCK_LUA)
+        self._lock_state = client.register_script(LOCK_STATE_LUA)
+        self._expire_lock = client.register_script(EXPIRE_LOCK_LUA)
+        self._take_over = client.register_script(TAKE_OVER_LOCK_LUA)
         self._fire = client.register_script(FIRE_LUA)
 
     # -- delayed queue -----------------------------------------------------------------------
@@ -353,9 +394,23 @@ class SchedulerStore:
     def release_lock(self, value: str) -> bool:
         return bool(self._release(keys=[self.keys.scheduler_lock], args=[value]))
 
+    def lock_state(self) -> tuple[bytes | None, int]:
+        """(holder, PTTL in ms): the value (``(a hash)`` for a key of another type) or ``None``,
+        and -1 when the lock has no TTL."""
+        holder, pttl = self._lock_state(keys=[self.keys.scheduler_lock])
+        return (holder or None), int(pttl)
+
     def lock_holder(self) -> str | None:
-        value = self.redis.get(self.keys.scheduler_lock)
-        return None if value is None else _text(value)
+        holder = self.lock_state()[0]
+        return None if holder is None else _text(holder)
+
+    def expire_lock(self, holder: bytes, ttl: int) -> bool:
+        """Give a lock without a TTL one, if ``holder`` still has it (see EXPIRE_LOCK_LUA)."""
+        return bool(self._expire_lock(keys=[self.keys.scheduler_lock], args=[holder, ttl]))
+
+    def take_over_lock(self, holder: bytes, pttl_seen: int, value: str, ttl: int) -> bool:
+        """Make the lock ours if ``holder`` has not refreshed it since (see TAKE_OVER_LOCK_LUA)."""
+        return bool(self._take_over(keys=[self.keys.scheduler_lock], args=[holder, pttl_seen, value, ttl]))
 
     # -- recurring schedules -----------------------------------------------------------------
     def persistent_schedules(self) -> dict[bytes, bytes]:

@@ -84,6 +84,41 @@ def test_a_foreign_master_keeps_ours_idle_until_its_lock_expires(redis_url, r, t
     assert r.get(LOCK) is None
 
 
+def test_a_forged_lock_without_a_ttl_gets_one_and_expires(redis_url, r, tmp_path):
+    r.set(LOCK, "somehost:1")  # no EXPIRE: before, every scheduler waited for it forever
+    enqueue_at(Resque(redis_url), time.time() + 0.2, "default", "NoopJob", 1, shape="ruby")
+    started = time.monotonic()
+    with SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "2") as scheduler:
+        wait_for(lambda: r.ttl(LOCK) > 0, what=f"a TTL on the forged lock\n{scheduler.log()}")
+        assert r.get(LOCK) == b"somehost:1" and r.llen("resque:queue:default") == 0  # not stolen: it expires
+        wait_for(lambda: holder_pid(r) == scheduler.pid, timeout=6, what=f"the takeover\n{scheduler.log()}")
+        assert time.monotonic() - started < 4.5  # the lock timeout, plus the process start
+        wait_for(lambda: r.llen("resque:queue:default") == 1, what="the job moved")
+    assert scheduler.log().count("master lock had no TTL") == 1
+
+
+def test_a_lock_nobody_refreshes_is_taken_over_after_one_lock_timeout(redis_url, r, tmp_path):
+    r.set(LOCK, "somehost:1", ex=10 * 365 * 86400)  # ten years, and no holder refreshing it
+    with SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "2") as scheduler:
+        wait_for(lambda: "Child scheduler" in scheduler.title(), what="the scheduler to see the lock")
+        seen = time.monotonic()
+        wait_for(lambda: holder_pid(r) == scheduler.pid, timeout=6, what=f"the takeover\n{scheduler.log()}")
+        assert 1.5 < time.monotonic() - seen < 3.5 and 0 < r.ttl(LOCK) <= 2
+    assert "took over the master lock" in scheduler.log()
+
+
+def test_a_live_holder_that_refreshes_a_long_ttl_keeps_the_lock(redis_url, r, tmp_path):
+    """A Ruby master with a longer LOCK_TIMEOUT than ours is alive as long as it refreshes."""
+    r.set(LOCK, "rubyhost:4242", ex=600)
+    with SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "1") as scheduler:
+        deadline = time.monotonic() + 3  # three of our lock timeouts
+        while time.monotonic() < deadline:
+            assert r.get(LOCK) == b"rubyhost:4242", scheduler.log()
+            r.expire(LOCK, 600)  # its pass: refresh
+            time.sleep(0.3)
+        wait_for(lambda: holder_pid(r) == scheduler.pid, timeout=4, what=f"the takeover once it stops\n{scheduler.log()}")
+
+
 def test_the_scheduler_survives_a_redis_restart(redis_server, redis_url, r, tmp_path):
     with SchedulerProcess(redis_url, tmp_path) as scheduler:
         wait_for(lambda: holder_pid(r) == scheduler.pid, what="the master lock")
