@@ -321,7 +321,8 @@ def display_name(name: bytes | str) -> str:
 
 
 def stored_schedules(resque: Resque) -> list[StoredSchedule]:
-    """Every persisted schedule, by name; unreadable ones carry the reason instead."""
+    """Every persisted schedule, by name; unreadable ones carry the reason instead, and a key of
+    the wrong type is a row of its own (named ``-``)."""
     store = SchedulerStore(resque.redis, resque.keys)
     last = store.last_enqueued()
     out = []
@@ -331,8 +332,9 @@ def stored_schedules(resque: Resque) -> list[StoredSchedule]:
             error = None
         except InvalidSchedule as exc:
             schedule, error = None, str(exc)
-        text = name.decode("utf-8", "replace")
-        out.append(StoredSchedule(text, raw, schedule, error, last.get(text)))
+        out.append(StoredSchedule(name.decode("utf-8", "backslashreplace"), raw, schedule, error,
+                                  last.get(name.decode("utf-8", "replace"))))
+    out += [StoredSchedule("-", b"", None, problem, None) for problem in store.take_problems()]
     return out
 
 
