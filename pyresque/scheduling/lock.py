@@ -59,6 +59,11 @@ class MasterLock:
         self._sighting = None
         return self.store.release_lock(self.value)
 
+    def forget(self) -> None:
+        """Forget how long the holder has gone without refreshing: after a Redis outage it could
+        not refresh either, and must not be taken for dead for that."""
+        self._sighting = None
+
     def _watch(self) -> bool:
         holder, pttl = self.store.lock_state()
         if holder is None or pttl == -2:  # expired since: the next pass takes it

@@ -255,6 +255,7 @@ class Scheduler:
     # -- outages ------------------------------------------------------------------------------
     def _redis_outage(self, exc: BaseException) -> None:
         self.outage.down(exc)
+        self.lock.forget()
         if self.master:
             self.master = False  # Ruby releases its lock here; we cannot reach Redis to do so
         self._role_known = False

@@ -41,3 +41,22 @@ def test_a_touched_lock_is_alive_an_untouched_one_is_taken_over(resque, r):
     assert not lock.elect()  # 0.6 s untouched: less than our lock timeout
     time.sleep(0.5)
     assert lock.elect() and r.get(LOCK) == b"vm:1" and r.ttl(LOCK) == 1
+
+
+def test_an_outage_does_not_count_against_the_holder(resque, r):
+    """During a Redis outage the holder could not refresh either: the watch starts over."""
+    import redis
+
+    from pyresque.scheduling.scheduler import Scheduler, SchedulerOptions
+
+    r.set(LOCK, "rubyhost:1", ex=600)
+    ours = Scheduler(resque, SchedulerOptions(lock_ttl=1), hostname="vm")
+    ours._idle = lambda seconds: None  # no signal inbox in this process: nothing to wait for
+    ours.tick()
+    time.sleep(1.1)  # as if Redis had been away this long
+    ours._redis_outage(redis.ConnectionError("gone"))
+    ours.tick()
+    assert not ours.master and r.get(LOCK) == b"rubyhost:1"
+    time.sleep(1.1)
+    ours.tick()
+    assert ours.master  # a whole lock timeout since the outage, still untouched: taken over
