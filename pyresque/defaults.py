@@ -80,6 +80,11 @@ SCHEDULER_INTERVAL = 5.0
 #: the others. Every live master refreshes it each pass, so it only matters after a crash.
 SCHEDULER_LOCK_TTL = 180
 
+#: How far ahead a cron line must match at least once to be accepted: a line that matches no
+#: time (``0 0 30 2 *``, Feb 30th) would never fire, and asking croniter for its next time fails
+#: on every pass. Five years covers every real line, leap days included.
+CRON_HORIZON_YEARS = 5
+
 #: Items moved per atomic step (resque-scheduler's ``DELAYED_REQUEUE_BATCH_SIZE``): one Lua call
 #: per batch keeps Redis responsive while a huge bucket drains.
 DELAYED_BATCH = 100

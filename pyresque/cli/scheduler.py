@@ -61,7 +61,10 @@ def parse_when(at: str | None, delay: str | None) -> float | None:
 
 
 def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):  # a bucket named by a number no clock reaches
+        return f"@{t}"
 
 
 # -- the scheduler process --------------------------------------------------------------------
@@ -127,6 +130,18 @@ def _delayed_doc(job: DelayedJob) -> dict[str, Any]:
             "raw": None if job.item else job.raw.decode("utf-8", "backslashreplace")}
 
 
+def _delayed_line(job: DelayedJob) -> str:
+    """One row: a job, or what is broken (an item that is not one, a key of the wrong type)."""
+    when = _iso(job.timestamp) if job.member else "-"
+    if job.item is None:
+        raw = f" {job.raw[:200]!r}" if job.raw else ""
+        return f"{when}  (broken: {job.error}){raw}"
+    line = f"{when}  {job.queue}  {job.job_class} {json.dumps(job.args)} id={job.job_id or '-'}"
+    if job.error:  # its side payload: the job is listed, its id cannot be read
+        line += f"  (broken: {job.error})"
+    return line
+
+
 @delayed.command("list")
 @click.option("--class", "job_class", default=None, help="Only jobs of this class.")
 @click.option("--queue", default=None, help="Only jobs for this queue.")
@@ -136,17 +151,13 @@ def _delayed_doc(job: DelayedJob) -> dict[str, Any]:
 @handle_errors
 def delayed_list(job_class: str | None, queue: str | None, limit: int | None, as_json: bool,
                  redis_url: str | None, prefix: str | None) -> None:
-    """List delayed jobs, earliest first (ids shown for jobs that keep one)."""
+    """List delayed jobs, earliest first (ids shown for jobs that keep one); what cannot be read
+    is listed as broken, one line each, and the rest is listed all the same."""
     shown = 0
     for job in iter_delayed(open_resque(redis_url, prefix)):
         if (job_class is not None and job.job_class != job_class) or (queue is not None and job.queue != queue):
             continue
-        if as_json:
-            echo(json_line(_delayed_doc(job)))
-        elif job.item is None:
-            echo(f"{_iso(job.timestamp)}  (unreadable: {job.error}) {job.raw[:200]!r}")
-        else:
-            echo(f"{_iso(job.timestamp)}  {job.queue}  {job.job_class} {json.dumps(job.args)} id={job.job_id or '-'}")
+        echo(json_line(_delayed_doc(job)) if as_json else _delayed_line(job))
         shown += 1
         if limit is not None and shown >= limit:
             break
@@ -160,11 +171,13 @@ def delayed_list(job_class: str | None, queue: str | None, limit: int | None, as
 @handle_errors
 def delayed_count(as_json: bool, redis_url: str | None, prefix: str | None) -> None:
     """Count delayed jobs and the timestamps they wait for."""
-    timestamps, jobs = count_delayed(open_resque(redis_url, prefix))
+    timestamps, jobs, broken = count_delayed(open_resque(redis_url, prefix))
     if as_json:
-        echo(json_line({"jobs": jobs, "timestamps": timestamps}))
-    else:
-        echo(f"{jobs} delayed job{'s' if jobs != 1 else ''} at {timestamps} timestamp{'s' if timestamps != 1 else ''}")
+        echo(json_line({"jobs": jobs, "timestamps": timestamps, **({"broken": broken} if broken else {})}))
+        return
+    echo(f"{jobs} delayed job{'s' if jobs != 1 else ''} at {timestamps} timestamp{'s' if timestamps != 1 else ''}")
+    for problem in broken:
+        echo(f"(broken: {problem})")
 
 
 @delayed.command("remove")
@@ -211,23 +224,23 @@ def schedule_list(schedule_file: str | None, as_json: bool, redis_url: str | Non
         rows.append({"name": stored.name, "source": "redis", "config": config, "error": stored.error,
                      "last_enqueued_at": stored.last_enqueued_at})
     for row in rows:
-        if as_json:
-            echo(json_line(row))
-            continue
-        config = row["config"]
-        if row["error"]:
-            echo(f"{row['name']}  (cannot run: {row['error']})")
-            continue
-        interval = next((f"{k}: {config[k]}" for k in ("cron", "every") if config.get(k) is not None), "manual only")
-        line = f"{row['name']}  {interval}  {config.get('class', row['name'])} {json.dumps(config.get('args', []))} " \
-               f"-> {config.get('queue')}"
-        if row["source"] == "file":
-            line += "  (file)"
-        elif row["last_enqueued_at"]:
-            line += f"  last enqueued {row['last_enqueued_at']}"
-        echo(line)
+        echo(json_line(row) if as_json else _schedule_line(row))
     if not rows and not as_json:
         echo("(no schedules)")
+
+
+def _schedule_line(row: dict[str, Any]) -> str:
+    if row["error"]:
+        return f"{row['name']}  (broken: {row['error']})"
+    config = row["config"]
+    interval = next((f"{k}: {config[k]}" for k in ("cron", "every") if config.get(k) is not None), "manual only")
+    line = f"{row['name']}  {interval}  {config.get('class', row['name'])} {json.dumps(config.get('args', []), default=str)} " \
+           f"-> {config.get('queue')}"
+    if row["source"] == "file":
+        line += "  (file)"
+    elif row["last_enqueued_at"]:
+        line += f"  last enqueued {row['last_enqueued_at']}"
+    return line
 
 
 @schedule.command("add")

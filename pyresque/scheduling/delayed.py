@@ -36,15 +36,14 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
-
-import redis
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from .. import defaults
 from ..exceptions import InvalidPayload, PyresqueError
 from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
-from ..wire import untrusted
+from .moving import move_due as move_due  # part of this module's API: schedule, list, remove, move
+from .moving import refreshed, side_list, side_payload
 
 if TYPE_CHECKING:
     from ..queue import Resque
@@ -121,7 +120,7 @@ def delay_payload(resque: Resque, when: float, queue: str, payload: dict[str, An
     if not isinstance(payload.get("args", []), list):
         raise InvalidPayload(f"payload 'args' is not a list: {payload.get('args')!r}")
     if when <= time.time():
-        resque.store.push(queue, wire.encode_payload(_refreshed(payload)))
+        resque.store.push(queue, wire.encode_payload(refreshed(payload)))
         return
     _delay(resque, when, queue, dict(payload), None, None)
 
@@ -157,130 +156,6 @@ def _check_time(when: Any) -> float:
     return float(when)
 
 
-def _refreshed(payload: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    if "queue_time" not in payload:
-        return payload
-    return {**payload, "queue_time": round(time.time() if now is None else now, 6)}
-
-
-# -- moving due items (the scheduler's job) ---------------------------------------------------
-@dataclass
-class MoveResult:
-    moved: int = 0
-    failed: int = 0
-    retries: int = 0
-    skipped: list[str] = field(default_factory=list)
-
-
-def move_due(resque: Resque, now: float | None = None, batch: int = defaults.DELAYED_BATCH,
-             worker: str = "scheduler") -> MoveResult:
-    """Move every due item to its queue, oldest bucket first, one atomic batch at a time.
-
-    Items that are not a job (not JSON, no class, no queue) go to the failed list with their raw
-    text; ``worker`` names the scheduler in those records.
-    """
-    store = store_for(resque)
-    result = MoveResult()
-    stamp = int(time.time() if now is None else math.floor(now))
-    while True:
-        due = [ts for ts in store.due_timestamps(stamp, len(result.skipped) + 1) if _text(ts) not in result.skipped]
-        if not due:
-            return result
-        ts = due[0]
-        if not _drain_bucket(resque, store, ts, batch, worker, result):
-            result.skipped.append(_text(ts))
-
-
-def _drain_bucket(resque: Resque, store: SchedulerStore, ts: bytes, batch: int, worker: str, result: MoveResult) -> bool:
-    attempts = 0
-    while True:
-        try:
-            items = store.bucket_head(ts, batch)
-            side = store.side_payloads(ts)
-            side_updates, actions = plan_moves(items, side, worker, _text(ts))
-            done = store.move_batch(ts, items, side_updates, actions)
-        except redis.ResponseError:  # not a list (WRONGTYPE), …: leave that bucket, move the others
-            return False
-        if done == 0:
-            attempts += 1
-            result.retries += 1
-            if attempts >= defaults.MOVE_ATTEMPTS:
-                return False
-            continue
-        attempts = 0
-        result.moved += sum(1 for kind, _, _ in actions if kind == "q")
-        result.failed += sum(1 for kind, _, _ in actions if kind == "f")
-        if done == 2:
-            return True
-
-
-def plan_moves(items: list[bytes], side: dict[bytes, bytes], worker: str,
-               ts: str) -> tuple[list[tuple[bytes, bytes, str]], list[tuple[str, str, str]]]:
-    """What to push for each item, and the side hash fields it consumes (pure: no Redis)."""
-    waiting = {item: _side_list(value) for item, value in side.items()}
-    used: dict[bytes, int] = {}
-    actions = []
-    now = time.time()
-    for raw in items:
-        try:
-            job = decode_item(raw)
-        except InvalidPayload as exc:
-            record = wire.build_failure(wire.readable_payload(raw, str(exc)), "pyresque.InvalidPayload",
-                                        f"delayed item in delayed:{ts}: {exc}", [], worker, _queue_hint(raw))
-            actions.append(("f", "", wire.encode_failure(record)))
-            continue
-        queue = job["queue"]
-        payloads = waiting.get(raw, [])
-        index = used.get(raw, 0)
-        if index < len(payloads):
-            used[raw] = index + 1
-            full = _side_payload(payloads[index])
-            if full is not None:  # else a damaged side entry: push the job as Ruby would, not lose it
-                actions.append(("q", queue, wire.encode_payload(_refreshed(full, now))))
-                continue
-        actions.append(("q", queue, wire.encode_ruby({"class": job["class"], "args": job["args"]})))
-    updates = []
-    for raw, count in used.items():
-        rest = waiting[raw][count:]
-        updates.append((raw, side[raw], json.dumps(rest) if rest else ""))
-    return updates, actions
-
-
-def decode_item(raw: bytes | str) -> dict[str, Any]:
-    """A delayed item as a dict with a valid ``queue``, or :class:`InvalidPayload` saying why."""
-    job = wire.decode_payload(raw)
-    queue = job.get("queue")
-    if not isinstance(queue, str):
-        raise InvalidPayload("delayed item has no 'queue' string (pyresque cannot take it from a Ruby class)")
-    try:
-        wire.validate_queue_name(queue)
-    except ValueError as exc:
-        raise InvalidPayload(str(exc)) from None
-    return job
-
-
-def _side_list(value: bytes) -> list[str]:
-    try:
-        decoded = json.loads(value)
-    except ValueError:
-        return []
-    return [v for v in decoded if isinstance(v, str)] if isinstance(decoded, list) else []
-
-
-def _side_payload(entry: str) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(entry)
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) and isinstance(payload.get("class"), str) else None
-
-
-def _queue_hint(raw: bytes) -> str:
-    doc = untrusted.lenient_loads(raw)
-    queue = doc.get("queue") if isinstance(doc, dict) else None
-    return untrusted.encodable(queue) if isinstance(queue, str) else ""
-
-
 # -- inspecting and removing ------------------------------------------------------------------
 @dataclass(frozen=True)
 class DelayedJob:
@@ -293,12 +168,12 @@ class DelayedJob:
     error: str | None = None
     #: The side hash entry the payload was read from (exact text), for removal.
     entry: str | None = field(default=None, compare=False, repr=False)
-    #: The zset member naming the bucket (normally ``str(timestamp)``).
-    member: str = field(default="", compare=False, repr=False)
+    #: The zset member naming the bucket, exactly as read (normally ``str(timestamp)``).
+    member: bytes = field(default=b"", compare=False, repr=False)
 
     @property
-    def bucket(self) -> str:
-        return self.member or str(self.timestamp)
+    def bucket(self) -> bytes:
+        return self.member or str(self.timestamp).encode()
 
     @property
     def job_class(self) -> str | None:
@@ -319,19 +194,33 @@ class DelayedJob:
 
 
 def iter_delayed(resque: Resque, until: float | None = None) -> Iterator[DelayedJob]:
-    """Every delayed item, earliest first; copies of one tracked item get its ids in order."""
+    """Every delayed item, earliest first; copies of one tracked item get its ids in order.
+
+    What cannot be read is a row of its own with ``item=None`` and the reason in ``error``: an
+    item that is not a job, and a key of the wrong type (``raw=b""``), so one bad bucket never
+    hides the others.
+    """
     store = store_for(resque)
-    for member in store.timestamps():
+    members = store.timestamps()
+    yield from _broken_rows(store, 0, b"")
+    for member in members:
         ts = _timestamp(member)
         if until is not None and ts > until:
             return
-        side = {raw: _side_list(value) for raw, value in store.side_payloads(member).items()}
+        side = {raw: side_list(value) for raw, value in store.side_payloads(member).items()}
+        items = store.bucket(member)
+        yield from _broken_rows(store, ts, member)
         used: dict[bytes, int] = {}
-        for raw in store.bucket(member):
-            yield _delayed_job(ts, _text(member), raw, side, used)
+        for raw in items or ():
+            yield _delayed_job(ts, member, raw, side, used)
 
 
-def _delayed_job(ts: int, member: str, raw: bytes, side: dict[bytes, list[str]], used: dict[bytes, int]) -> DelayedJob:
+def _broken_rows(store: SchedulerStore, ts: int, member: bytes) -> Iterator[DelayedJob]:
+    for problem in store.take_problems():
+        yield DelayedJob(ts, b"", None, None, problem, member=member)
+
+
+def _delayed_job(ts: int, member: bytes, raw: bytes, side: dict[bytes, list[str]], used: dict[bytes, int]) -> DelayedJob:
     try:
         item = wire.decode_payload(raw)
     except InvalidPayload as exc:
@@ -340,16 +229,31 @@ def _delayed_job(ts: int, member: str, raw: bytes, side: dict[bytes, list[str]],
     if index < len(side.get(raw, [])):
         used[raw] = index + 1
         entry = side[raw][index]
-        return DelayedJob(ts, raw, item, _side_payload(entry), entry=entry, member=member)
+        try:
+            payload: dict[str, Any] | None = side_payload(entry)
+        except InvalidPayload as exc:
+            return DelayedJob(ts, raw, item, None, str(exc), entry=entry, member=member)
+        return DelayedJob(ts, raw, item, payload, entry=entry, member=member)
     return DelayedJob(ts, raw, item, member=member)
 
 
-def count_delayed(resque: Resque) -> tuple[int, int]:
-    """(timestamps, jobs): resque-scheduler's ``delayed_queue_schedule_size`` and
-    ``count_all_scheduled_jobs``."""
+class DelayedCount(NamedTuple):
+    """resque-scheduler's ``delayed_queue_schedule_size`` and ``count_all_scheduled_jobs``, and what
+    could not be counted (keys of the wrong type, one line each)."""
+
+    timestamps: int
+    jobs: int
+    broken: list[str]
+
+
+def count_delayed(resque: Resque) -> DelayedCount:
     store = store_for(resque)
     members = store.timestamps()
-    return len(members), sum(store.bucket_sizes(members))
+    sizes = store.bucket_sizes(members)
+    broken = store.take_problems()
+    broken += [f"{_text(resque.keys.delayed(m))} is a {store.key_type(resque.keys.delayed(m))}, not a list: not counted"
+               for m, size in zip(members, sizes) if size is None]
+    return DelayedCount(len(members), sum(size for size in sizes if size is not None), broken)
 
 
 def remove_delayed(resque: Resque, job_class: str | None = None, args: list[Any] | None = None,
@@ -387,7 +291,7 @@ def _remove_one(resque: Resque, store: SchedulerStore, job: DelayedJob) -> bool:
     side = store.side_payloads(job.bucket).get(job.raw)
     if job.entry is None or side is None:
         return store.remove_item(job.bucket, job.raw, None, "", None)
-    rest = _side_list(side)
+    rest = side_list(side)
     if job.entry not in rest:
         return False  # moved or removed meanwhile
     rest.remove(job.entry)
@@ -399,9 +303,10 @@ def _remove_one(resque: Resque, store: SchedulerStore, job: DelayedJob) -> bool:
 
 
 def _timestamp(member: bytes) -> int:
+    """A member's second; 0 for one that is no time (resque-scheduler's are plain integers)."""
     try:
         return int(float(_text(member)))
-    except ValueError:
+    except (ValueError, OverflowError):
         return 0
 
 

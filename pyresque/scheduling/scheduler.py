@@ -12,13 +12,11 @@ USR2       reload the schedules (the file and ``persistent_schedules``)
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
@@ -31,8 +29,9 @@ from ..store.outage import Outage
 from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
 from ..wire import procline
-from .delayed import move_due
-from .schedules import Schedule, format_last, load_schedule_file, parse_last, parse_schedule
+from .lock import MasterLock
+from .moving import move_due
+from .schedules import InvalidSchedule, Schedule, display_name, format_last, load_schedule_file, parse_last, parse_stored
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
 
@@ -67,10 +66,11 @@ class Scheduler:
     2. **elect**, every pass: take resque-scheduler's master lock (SETNX + EXPIRE, value
        ``host:pid``) or refresh it if it is ours. Only the master does steps 3-5, so a pyresque
        and a Ruby scheduler never both run; another scheduler takes over once a dead master's
-       lock expires (``LOCK_TIMEOUT``). On becoming master: title ``Master scheduler``, load the
-       schedules; on losing it: ``Child scheduler``.
+       lock expires (``LOCK_TIMEOUT``), or from a lock without a TTL or one nobody has
+       refreshed for a whole lock timeout (:mod:`.lock`). On becoming master: title
+       ``Master scheduler``, load the schedules; on losing it: ``Child scheduler``.
     3. **move due delayed jobs** (title ``Processing Delayed Items``): one atomic Lua
-       compare-and-move per batch (see :func:`pyresque.scheduling.delayed.move_due`), so a scheduler that dies
+       compare-and-move per batch (see :func:`pyresque.scheduling.moving.move_due`), so a scheduler that dies
        mid-move neither loses nor duplicates a job.
     4. **update schedules** changed through ``schedules_changed`` (SPOP, as Ruby's master does).
     5. **fire due ticks**: each is a compare-and-set on ``delayed:last_enqueued_at``, so even two
@@ -92,12 +92,14 @@ class Scheduler:
         self.lock_value = f"{self.hostname}:{self.pid}"
         self.worker_id = f"{self.hostname}:{self.pid}:scheduler"  # names us in failure records
         self.log = get_logger("pyresque.scheduler").bind(scheduler=self.lock_value)
+        self.lock = MasterLock(self.store, self.lock_value, self.options.lock_ttl, self.log)
         self.master = False
         self._role_known = False  # the first pass always sets the title, as Ruby's was_master = nil
         self.shutdown = False
         self.static: dict[str, Schedule] = {}
         self.schedules: dict[str, Schedule] = {}
         self._anchors: dict[str, float] = {}
+        self._schedule_errors: set[tuple[str, str]] = set()
         self.inbox = SignalInbox(SIGNALS)
         self.outage = Outage(self.log, self.resque.settings.display_url)
 
@@ -146,28 +148,34 @@ class Scheduler:
         if moved.moved or moved.failed:
             procline.scheduler("Processing Delayed Items")
             self.log.info("moved delayed jobs", moved=moved.moved, failed=moved.failed)
-        if moved.skipped:
-            self.log.warning("delayed buckets left for the next pass (changing underneath, or not lists)",
-                             buckets=moved.skipped)
+        changing = [bucket for bucket in moved.skipped if bucket not in moved.broken]
+        if changing:
+            self.log.warning("delayed buckets left for the next pass (changing underneath)", buckets=changing)
+        self.store.problems += moved.problems  # broken buckets and keys: each logged once, not every pass
         if self.options.dynamic and self.store.drain_schedules_changed():
             self.reload_schedules()
         self.fire_due(time.time() if now is None else now)
+        self.outage.report(self.store)
 
     def elect(self) -> bool:
-        """resque-scheduler's ``master?``: acquire the lock, or refresh it when it is ours."""
-        ttl = self.options.lock_ttl
-        return self.store.acquire_lock(self.lock_value, ttl) or self.store.refresh_lock(self.lock_value, ttl)
+        """resque-scheduler's ``master?``, guarded against locks nobody refreshes (see lock.py)."""
+        return self.lock.elect()
 
     def reload_schedules(self) -> None:
-        """The file's schedules, then ``persistent_schedules`` (which win a name clash, as in Ruby)."""
+        """The file's schedules, then ``persistent_schedules`` (which win a name clash, as in Ruby).
+
+        A persisted schedule that cannot run (not JSON, NaN, not an object, a cron that never
+        fires…) is skipped with one error naming it; the others load and fire."""
         procline.scheduler("Loading Schedule")
         schedules = dict(self.static)
         if self.options.dynamic:
             for name, raw in self.store.persistent_schedules().items():
                 try:
-                    schedules[name] = parse_schedule(name, _json(raw))
-                except ValueError as exc:
-                    self.log.error("persisted schedule skipped", schedule=name, error=str(exc))
+                    schedule = parse_stored(name, raw)
+                except InvalidSchedule as exc:
+                    self._report_schedule("persisted schedule skipped", display_name(name), str(exc))
+                    continue
+                schedules[schedule.name] = schedule
         now = time.time()
         self._anchors = {name: self._anchors.get(name, now) for name in schedules}
         self.schedules = schedules
@@ -177,7 +185,8 @@ class Scheduler:
         procline.scheduler("Schedules Loaded")
 
     def fire_due(self, now: float) -> int:
-        """Enqueue each schedule whose next tick is due; returns how many fired."""
+        """Enqueue each schedule whose next tick is due; returns how many fired. One that cannot
+        (croniter finds no tick, its queue key is not a list) is logged once; the others fire."""
         if not self.schedules:
             return 0
         last_seen = self.store.last_enqueued()
@@ -185,23 +194,36 @@ class Scheduler:
         for name, schedule in self.schedules.items():
             if not schedule.recurring:
                 continue
-            raw_last = last_seen.get(name)
-            last = parse_last(raw_last)
-            if last is not None:
-                last = min(last, now)  # a clock ahead of ours must not stall the schedule
-            due = schedule.next_tick(last, self._anchors.setdefault(name, now))
-            if due > now:
-                continue
-            tick = schedule.latest_due(due, now)
-            payload = schedule.payload(now)
-            if self.store.fire(name, raw_last, format_last(tick), schedule.queue, wire.encode_payload(payload), None, None):
-                fired += 1
-                self.log.info("recurring job enqueued", schedule=name, job_class=schedule.job_class,
-                              queue=schedule.queue, job_id=payload.get("id"), tick=format_last(tick),
-                              missed_ticks_collapsed=tick > due)
-            else:
-                self.log.info("tick already fired by another scheduler", schedule=name)
+            try:
+                fired += self._fire_one(name, schedule, last_seen.get(name), now)
+            except (ValueError, OverflowError) as exc:  # croniter's errors are ValueErrors
+                self._report_schedule("schedule cannot fire", name, str(exc))
         return fired
+
+    def _fire_one(self, name: str, schedule: Schedule, raw_last: str | None, now: float) -> int:
+        last = parse_last(raw_last)
+        if last is not None:
+            last = min(last, now)  # a clock ahead of ours must not stall the schedule
+        due = schedule.next_tick(last, self._anchors.setdefault(name, now))
+        if due > now:
+            return 0
+        tick = schedule.latest_due(due, now)
+        payload = schedule.payload(now)
+        done = self.store.fire(name, raw_last, format_last(tick), schedule.queue, wire.encode_payload(payload), None, None)
+        if done == 1:
+            self.log.info("recurring job enqueued", schedule=name, job_class=schedule.job_class,
+                          queue=schedule.queue, job_id=payload.get("id"), tick=format_last(tick),
+                          missed_ticks_collapsed=tick > due)
+            return 1
+        if done == 0:
+            self.log.info("tick already fired by another scheduler", schedule=name)
+        return 0  # -1: the store noted why, and the pass reports it once
+
+    def _report_schedule(self, event: str, name: str, error: str) -> None:
+        """Log a schedule that cannot run once per process, not at every reload or pass."""
+        if (name, error) not in self._schedule_errors:
+            self._schedule_errors.add((name, error))
+            self.log.error(event, schedule=name, error=error)
 
     # -- signals and sleeping ---------------------------------------------------------------
     def _handle_signals(self) -> None:
@@ -233,6 +255,7 @@ class Scheduler:
     # -- outages ------------------------------------------------------------------------------
     def _redis_outage(self, exc: BaseException) -> None:
         self.outage.down(exc)
+        self.lock.forget()
         if self.master:
             self.master = False  # Ruby releases its lock here; we cannot reach Redis to do so
         self._role_known = False
@@ -241,7 +264,7 @@ class Scheduler:
     # == 7. shutdown ===========================================================================
     def _teardown(self) -> None:
         try:
-            if self.store.release_lock(self.lock_value):
+            if self.lock.release():
                 self.log.info("master lock released")
         except _REDIS_DOWN as exc:
             self.outage.down(exc)
@@ -250,9 +273,3 @@ class Scheduler:
         self.inbox.close()
         self.log.info("scheduler stopped")
 
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"not JSON: {exc}") from None

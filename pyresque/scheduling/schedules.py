@@ -27,16 +27,19 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
-from ..exceptions import InvalidQueueName, PyresqueError
+from .. import defaults
+from ..exceptions import InvalidPayload, InvalidQueueName, PyresqueError
 from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
+from ..wire import untrusted
 
 if TYPE_CHECKING:
     from ..queue import Resque
@@ -98,11 +101,18 @@ class Cron:
         seconds = len(fields) == 6
         if not croniter.is_valid(expression, second_at_beginning=seconds):
             raise ValueError(f"cron {line!r} is not a valid cron expression")
-        return cls(expression, seconds, zone)
+        cron = cls(expression, seconds, zone)
+        years = defaults.CRON_HORIZON_YEARS
+        try:
+            cron._iter(time.time(), max_years_between_matches=years).get_next(float)
+        except (CroniterBadDateError, OverflowError):
+            raise ValueError(f"cron {line!r} never fires: no time matches it within {years} years") from None
+        return cron
 
-    def _iter(self, start: float) -> Any:
+    def _iter(self, start: float, **options: Any) -> Any:
         zone = self.zone or datetime.now().astimezone().tzinfo
-        return croniter(self.expression, datetime.fromtimestamp(start, zone), second_at_beginning=self.seconds)
+        return croniter(self.expression, datetime.fromtimestamp(start, zone), second_at_beginning=self.seconds,
+                        **options)
 
     def next_after(self, t: float) -> float:
         return float(self._iter(t).get_next(float))
@@ -195,11 +205,13 @@ def parse_schedule(name: str, config: Any) -> Schedule:
         wire.validate_queue_name(queue)
     except InvalidQueueName as exc:
         raise InvalidSchedule(f"schedule {name!r}: {exc}") from None
+    if untrusted.encodable(job_class) != job_class or untrusted.encodable(queue) != queue:
+        raise InvalidSchedule(f"schedule {name!r}: 'class' or 'queue' has a lone UTF-16 surrogate, which UTF-8 cannot carry")
     args = _args(config.get("args"))
-    try:
-        json.dumps(args)
-    except (TypeError, ValueError) as exc:
-        raise InvalidSchedule(f"schedule {name!r}: args are not JSON: {exc}") from None
+    try:  # as a worker will read them: strict JSON, UTF-8, not too deep
+        untrusted.loads(json.dumps(args, allow_nan=False), "args")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidSchedule(f"schedule {name!r}: args are not JSON a worker can read: {exc}") from None
     cron = every = first_in = None
     if config.get("cron") is not None and config.get("every") is not None:
         raise InvalidSchedule(f"schedule {name!r}: give 'cron' or 'every', not both")
@@ -288,18 +300,41 @@ class StoredSchedule:
     last_enqueued_at: str | None
 
 
+def parse_stored(name: bytes, raw: bytes) -> Schedule:
+    """One ``persistent_schedules`` entry, read as untrusted (another program may have written it);
+    :class:`InvalidSchedule` names it and says why it cannot run."""
+    try:
+        text = untrusted.text_of(name, "schedule name", 64 * 1024)
+    except InvalidPayload as exc:
+        raise InvalidSchedule(f"schedule {display_name(name)}: {exc}") from None
+    try:
+        config = untrusted.loads(raw, "config")
+    except InvalidPayload as exc:
+        raise InvalidSchedule(f"schedule {text!r}: {exc}") from None
+    return parse_schedule(text, config)
+
+
+def display_name(name: bytes | str) -> str:
+    """A schedule name as one printable line: escapes for what is not printable UTF-8."""
+    text = name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else name
+    return repr(text) if not text.isprintable() else text
+
+
 def stored_schedules(resque: Resque) -> list[StoredSchedule]:
-    """Every persisted schedule, by name; unreadable ones carry the reason instead."""
+    """Every persisted schedule, by name; unreadable ones carry the reason instead, and a key of
+    the wrong type is a row of its own (named ``-``)."""
     store = SchedulerStore(resque.redis, resque.keys)
     last = store.last_enqueued()
     out = []
     for name, raw in sorted(store.persistent_schedules().items()):
         try:
-            schedule: Schedule | None = parse_schedule(name, json.loads(raw))
+            schedule: Schedule | None = parse_stored(name, raw)
             error = None
-        except ValueError as exc:  # InvalidSchedule, or not JSON
+        except InvalidSchedule as exc:
             schedule, error = None, str(exc)
-        out.append(StoredSchedule(name, raw, schedule, error, last.get(name)))
+        out.append(StoredSchedule(name.decode("utf-8", "backslashreplace"), raw, schedule, error,
+                                  last.get(name.decode("utf-8", "replace"))))
+    out += [StoredSchedule("-", b"", None, problem, None) for problem in store.take_problems()]
     return out
 
 

@@ -7,6 +7,8 @@ and an empty prefix gives bare keys (php-resque's ``Resque_Redis::prefix``).
 
 from __future__ import annotations
 
+from typing import overload
+
 from .. import defaults
 
 #: The prefix of keys only pyresque uses. Not ``pyresque:``: resque-web strips ``resque:`` from key
@@ -109,22 +111,35 @@ class Keys:
         """Zset of due times: member = score = the integer epoch second, as a string."""
         return self.ns + "delayed_queue_schedule"
 
-    def delayed(self, timestamp: int | str) -> str:
-        """List of ``{"class","args","queue"}`` items due at ``timestamp`` (RPUSH order)."""
-        return f"{self.ns}delayed:{timestamp}"
+    @overload
+    def delayed(self, timestamp: int | str) -> str: ...
+    @overload
+    def delayed(self, timestamp: bytes) -> bytes: ...
+
+    def delayed(self, timestamp: int | str | bytes) -> str | bytes:
+        """List of ``{"class","args","queue"}`` items due at ``timestamp`` (RPUSH order).
+
+        Given a zset member as read (bytes), the key is built from those exact bytes: a member
+        that is not UTF-8 still names its own bucket, not a look-alike."""
+        return self._under("delayed:", timestamp)
 
     def delayed_member(self, timestamp: int | str) -> str:
         """The member resque-scheduler stores in ``timestamps:<json>`` sets (no namespace)."""
         return f"delayed:{timestamp}"
 
-    def delayed_payloads(self, timestamp: int | str) -> str:
+    @overload
+    def delayed_payloads(self, timestamp: int | str) -> str: ...
+    @overload
+    def delayed_payloads(self, timestamp: bytes) -> bytes: ...
+
+    def delayed_payloads(self, timestamp: int | str | bytes) -> str | bytes:
         """pyresque's side hash for the bucket ``delayed:<ts>``: exact item bytes -> JSON list of the
         full payloads (with ``id``) to push for the copies of that item, oldest first.
 
         Not under ``delayed:`` on purpose: php-resque's ``removeDelayed`` runs ``LREM`` on every
         ``delayed:*`` key and would fail with WRONGTYPE on a hash there.
         """
-        return f"{self.ns}{OWN}delayed:{timestamp}"
+        return self._under(f"{OWN}delayed:", timestamp)
 
     @property
     def last_enqueued_at(self) -> str:
@@ -141,8 +156,19 @@ class Keys:
         """Set of schedule names changed since the master scheduler last reloaded them."""
         return self.ns + "schedules_changed"
 
-    def timestamps(self, encoded_item: str) -> str:
-        return f"{self.ns}timestamps:{encoded_item}"
+    @overload
+    def timestamps(self, encoded_item: str) -> str: ...
+    @overload
+    def timestamps(self, encoded_item: bytes) -> bytes: ...
+
+    def timestamps(self, encoded_item: str | bytes) -> str | bytes:
+        """Set of ``delayed:<ts>`` members holding that exact item (bytes in, bytes out)."""
+        return self._under("timestamps:", encoded_item)
+
+    def _under(self, kind: str, tail: int | str | bytes) -> str | bytes:
+        if isinstance(tail, bytes):
+            return (self.ns + kind).encode() + tail
+        return f"{self.ns}{kind}{tail}"
 
     @property
     def scheduler_lock(self) -> str:

@@ -10,80 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from pyresque import Resque
 from pyresque.scheduling.delayed import enqueue_at
-from support import TESTS, WorkerProcess, records, wait_for
-
-LOCK = "resque:resque:resque_scheduler_master_lock"
-
-
-class SchedulerProcess:
-    """A real ``pyresque scheduler`` subprocess with its own log file."""
-
-    def __init__(self, redis_url: str, tmp_path: Path, *args: str, **env: str) -> None:
-        self.log_path = tmp_path / f"scheduler-{time.monotonic_ns()}.log"
-        self.args = list(args)
-        self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX")}
-        self.env.update({"REDIS_URL": redis_url, "RESQUE_SCHEDULER_INTERVAL": "0.1", "PYTHONPATH": str(TESTS.parent)})
-        self.env.update(env)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SchedulerProcess:
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "pyresque", "scheduler", *self.args], env=self.env,
-                                        stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def title(self) -> str:
-        with open(f"/proc/{self.pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode().strip()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait(self, timeout: float = 10) -> int:
-        assert self.process is not None
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"scheduler did not exit within {timeout}s\n{self.log()}") from None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None:
-            self._log.close()
-
-    def __enter__(self) -> SchedulerProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def holder_pid(r) -> int | None:
-    value = r.get(LOCK)
-    return int(value.decode().rsplit(":", 1)[1]) if value else None
-
-
-def cli(redis_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX")}
-    env["REDIS_URL"] = redis_url
-    return subprocess.run([sys.executable, "-m", "pyresque", *args], env=env, capture_output=True, text=True, timeout=30)
+from support import LOCK, SchedulerProcess, WorkerProcess, cli, holder_pid, records, wait_for
 
 
 def test_a_job_enqueued_in_2s_runs_after_2s_under_a_real_scheduler_and_worker(redis_url, r, tmp_path):
@@ -150,6 +82,41 @@ def test_a_foreign_master_keeps_ours_idle_until_its_lock_expires(redis_url, r, t
         scheduler.process.send_signal(signal.SIGQUIT)
         assert scheduler.wait() == 0
     assert r.get(LOCK) is None
+
+
+def test_a_forged_lock_without_a_ttl_gets_one_and_expires(redis_url, r, tmp_path):
+    r.set(LOCK, "somehost:1")  # no EXPIRE: before, every scheduler waited for it forever
+    enqueue_at(Resque(redis_url), time.time() + 0.2, "default", "NoopJob", 1, shape="ruby")
+    started = time.monotonic()
+    with SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "2") as scheduler:
+        wait_for(lambda: r.ttl(LOCK) > 0, what=f"a TTL on the forged lock\n{scheduler.log()}")
+        assert r.get(LOCK) == b"somehost:1" and r.llen("resque:queue:default") == 0  # not stolen: it expires
+        wait_for(lambda: holder_pid(r) == scheduler.pid, timeout=6, what=f"the takeover\n{scheduler.log()}")
+        assert time.monotonic() - started < 4.5  # the lock timeout, plus the process start
+        wait_for(lambda: r.llen("resque:queue:default") == 1, what="the job moved")
+    assert scheduler.log().count("master lock had no TTL") == 1
+
+
+def test_a_lock_nobody_refreshes_is_taken_over_after_one_lock_timeout(redis_url, r, tmp_path):
+    r.set(LOCK, "somehost:1", ex=10 * 365 * 86400)  # ten years, and no holder refreshing it
+    with SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "2") as scheduler:
+        wait_for(lambda: "Child scheduler" in scheduler.title(), what="the scheduler to see the lock")
+        seen = time.monotonic()
+        wait_for(lambda: holder_pid(r) == scheduler.pid, timeout=6, what=f"the takeover\n{scheduler.log()}")
+        assert 1.5 < time.monotonic() - seen < 3.5 and 0 < r.ttl(LOCK) <= 2
+    assert "took over the master lock" in scheduler.log()
+
+
+def test_a_live_holder_that_refreshes_a_long_ttl_keeps_the_lock(redis_url, r, tmp_path):
+    """A Ruby master with a longer LOCK_TIMEOUT than ours is alive as long as it refreshes."""
+    r.set(LOCK, "rubyhost:4242", ex=600)
+    with SchedulerProcess(redis_url, tmp_path, "--lock-timeout", "1") as scheduler:
+        deadline = time.monotonic() + 3  # three of our lock timeouts
+        while time.monotonic() < deadline:
+            assert r.get(LOCK) == b"rubyhost:4242", scheduler.log()
+            r.expire(LOCK, 600)  # its pass: refresh
+            time.sleep(0.3)
+        wait_for(lambda: holder_pid(r) == scheduler.pid, timeout=4, what=f"the takeover once it stops\n{scheduler.log()}")
 
 
 def test_the_scheduler_survives_a_redis_restart(redis_server, redis_url, r, tmp_path):

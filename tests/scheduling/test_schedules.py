@@ -52,6 +52,7 @@ def test_cron_five_fields_six_with_seconds_first_and_a_zone():
     assert stockholm.next_after(utc(2026, 7, 1)) == utc(2026, 7, 1, 3)  # 05:00 CEST
     assert Cron.parse("0 5 * * * UTC").latest_at_or_before(utc(2026, 1, 3, 5)) == utc(2026, 1, 3, 5)
     assert Cron.parse("0 5 * * * UTC").latest_at_or_before(utc(2026, 1, 3, 4, 59)) == utc(2026, 1, 2, 5)
+    assert Cron.parse("0 0 29 2 * UTC").next_after(utc(2026, 3, 1)) == utc(2028, 2, 29)  # rare, not never
 
 
 @pytest.mark.parametrize("line, message", [
@@ -59,6 +60,8 @@ def test_cron_five_fields_six_with_seconds_first_and_a_zone():
     ("* * *", "needs 5 fields"),
     ("0 5 * * * Mars/Olympus_Mons", "unknown time zone"),
     ("every day", "needs 5 fields"),
+    ("0 0 30 2 *", "never fires: no time matches it within 5 years"),  # February 30th
+    ("0 0 0 31 4 * UTC", "never fires"),  # April 31st, six fields and a zone
 ])
 def test_bad_cron_lines_are_named_in_the_error(line, message):
     with pytest.raises(InvalidSchedule, match=message) as info:
@@ -73,6 +76,10 @@ def test_bad_cron_lines_are_named_in_the_error(line, message):
     ({"class": "X", "queue": "q", "every": "0.5s"}, "at least 1 second"),
     ({"class": "X", "queue": "q", "every": "often"}, "every: 'often' is not a duration"),
     ({"class": "", "queue": "q", "every": "1m"}, "'class' must be"),
+    ({"class": "X", "queue": "q", "every": "1m", "args": [float("nan")]}, "args are not JSON a worker can read"),
+    ({"class": "X", "queue": "q", "every": "1m", "args": ["\ud800"]}, "lone UTF-16 surrogate"),
+    ({"class": "X", "queue": "q", "every": "1m", "args": [json.loads("[" * 300 + "]" * 300)]}, "nests deeper than 200"),
+    ({"class": "\ud800", "queue": "q", "every": "1m"}, "lone UTF-16 surrogate"),
 ])
 def test_bad_configs(config, message):
     with pytest.raises(InvalidSchedule, match=message):
@@ -181,3 +188,25 @@ def test_only_the_master_moves_and_fires(resque, r):
     assert r.llen("resque:queue:default") == 1 and r.llen("resque:queue:q") == 1
     ours.tick(now=time.time() + 10)
     assert r.llen("resque:queue:q") == 2
+
+
+def test_a_schedule_that_cannot_fire_is_logged_once_and_the_others_fire(resque, r):
+    from structlog.testing import capture_logs
+
+    from pyresque.scheduling.schedules import Schedule
+
+    set_schedule(resque, "good", {"class": "Ping", "queue": "q", "every": "1s"})
+    set_schedule(resque, "to_a_hash", {"class": "Ping", "queue": "evil", "every": "1s"})
+    r.hset("resque:queue:evil", "k", "v")
+    ours = Scheduler(resque, SchedulerOptions(lock_ttl=5), hostname="vm")
+    with capture_logs() as logs:
+        ours.tick()
+        # Loaded before a check existed, or a croniter that gives up later: its errors stay its own.
+        ours.schedules = {"never": Schedule("never", "Ping", "q", [], Cron("0 0 30 2 *", False, None)), **ours.schedules}
+        for step in range(1, 4):
+            ours.tick(now=time.time() + 2 * step)
+    assert r.llen("resque:queue:q") == 3 and r.type("resque:queue:evil") == b"hash"
+    errors = [(log["event"], log.get("schedule"), log.get("problem")) for log in logs if log["log_level"] == "error"]
+    assert errors == [("schedule cannot fire", "never", None),
+                      ("a key in Redis holds the wrong type, skipped", None,
+                       "resque:queue:evil is a hash, not a list: schedule 'to_a_hash' cannot fire")]
