@@ -15,6 +15,7 @@ from .exceptions import (
     JobClassNotFound,
     JobTerminated,
     JobTimeout,
+    KeyTypeError,
     PyresqueError,
     RedisUnavailable,
 )
@@ -36,7 +37,7 @@ __all__ = [
     # errors
     "PyresqueError", "ConfigurationError", "InvalidQueueName", "InvalidPayload", "InvalidStatus",
     "JobClassNotFound", "DontPerform", "DontCreate", "DirtyExit", "JobTimeout", "JobTerminated",
-    "RedisUnavailable",
+    "RedisUnavailable", "KeyTypeError",
     "__version__",
 ]
 

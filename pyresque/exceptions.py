@@ -56,3 +56,8 @@ class JobTerminated(PyresqueError):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*(args or ("SIGTERM",)))  # a thread's is raised without arguments
+
+
+class KeyTypeError(PyresqueError):
+    """A Redis key holds another type than the one Resque keeps there (another program wrote
+    it); the write that needed it was not made, not half made."""

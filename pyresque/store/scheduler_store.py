@@ -12,6 +12,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import redis
 
 from .. import defaults
+from ..exceptions import KeyTypeError
 from ..wire.keys import Keys
 
 # KEYS: delayed:<ts>, timestamps:<item>, delayed_queue_schedule, side hash, status key
@@ -21,7 +22,14 @@ from ..wire.keys import Keys
 # with an id, its full payload appended to the side hash under the item's exact bytes, and its
 # WAITING status: all or nothing. The side value is a JSON list of strings, grown by string
 # splicing so that no payload is ever re-encoded by cjson (which would round queue_time).
+# A script stopped by an error keeps what it wrote, so the types are checked before any write:
+# a key another program filled with something else is named in {0, key, type}, nothing written.
 DELAY_LUA = r"""
+local expected = {'list', 'set', 'zset', 'hash'}
+for i = 1, 4 do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'none' and kind ~= expected[i] then return {0, KEYS[i], kind} end
+end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
@@ -36,7 +44,7 @@ if ARGV[4] ~= '' then
   redis.call('EXPIREAT', KEYS[4], ARGV[6])
 end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5]) end
-return 1
+return {1}
 """
 
 # KEYS: delayed:<ts>, delayed_queue_schedule, side hash, queues, failed, stat:failed,
@@ -294,7 +302,10 @@ class SchedulerStore:
         keys = [k.delayed(ts), k.timestamps(item), k.delayed_schedule, k.delayed_payloads(ts), status_key or k.status("-")]
         args: list[Any] = [item, k.delayed_member(ts), ts, payload_element or "",
                            (status_packet or "") if status_key else "", side_expire_at]
-        self._delay(keys=keys, args=args)
+        done = self._delay(keys=keys, args=args)
+        if not int(done[0]):
+            raise KeyTypeError(f"{_text(done[1])} holds a {_text(done[2])}, not what resque-scheduler keeps "
+                               "there: nothing was scheduled")
 
     def due_timestamps(self, now: int, count: int) -> list[bytes]:
         """The earliest ``count`` due bucket members, oldest first (none if the zset is not one)."""

@@ -276,3 +276,22 @@ def test_a_broken_failed_list_leaves_only_the_bucket_with_a_bad_item(resque, r):
     result = move_due(resque, now=time.time() + 5)
     assert (result.moved, result.broken) == (1, ["1000"]) and r.llen("resque:delayed:1000") == 1
     assert result.problems == ["resque:failed is a string, not a list: bad delayed items cannot be failed, their bucket waits"]
+
+
+@pytest.mark.parametrize("key", ["delayed_queue_schedule", "timestamps:*", "delayed:*"])
+def test_scheduling_onto_a_key_of_the_wrong_type_writes_nothing(resque, r, key):
+    """The script stopped at the failing command and kept what it wrote before: an item sat in
+    its bucket with no zset entry, never to move."""
+    from pyresque import KeyTypeError, enqueue_at
+
+    when = 1_900_000_000
+    if key == "delayed_queue_schedule":
+        r.set("resque:delayed_queue_schedule", "oops")
+    elif key == "delayed:*":
+        r.set(f"resque:delayed:{when}", "oops")
+    else:
+        r.set('resque:timestamps:{"class":"SomeJob","args":[1],"queue":"default"}', "oops")
+    before = {k: r.type(k) for k in r.keys("*")}
+    with pytest.raises(KeyTypeError, match="holds a string"):
+        enqueue_at(resque, when, "default", "SomeJob", 1, shape="ruby")
+    assert {k: r.type(k) for k in r.keys("*")} == before
