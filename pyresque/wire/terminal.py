@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 
-# C0 controls, DEL, C1 controls (0x9b is a one-byte CSI for many terminals), and lone
-# surrogates (undecodable bytes read with surrogateescape; no terminal encoding takes them).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_UNSAFE_KEEPING_LINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 controls, DEL, C1 controls (0x9b is a one-byte CSI for many terminals), lone surrogates
+# (undecodable bytes read with surrogateescape; no terminal encoding takes them), the line and
+# paragraph separators (str.splitlines and many viewers break lines there), and the bidi
+# controls (U+202A-202E, U+2066-2069: "Trojan Source" text that reads other than it is).
+_OTHER = "\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_OTHER}]")
+_UNSAFE_KEEPING_LINES = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_OTHER}]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 

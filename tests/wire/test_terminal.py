@@ -26,3 +26,13 @@ def test_escape(raw, shown):
 
 def test_escape_keeping_newlines_for_a_traceback():
     assert escape("Traceback:\n  x\x1b[2J\r\n", keep_newlines=True) == "Traceback:\n  x\\x1b[2J\\r\n"
+
+
+def test_line_separators_and_bidi_controls_are_escaped():
+    """U+2028 breaks a line for str.splitlines and many viewers; U+202E reverses what follows."""
+    from pyresque.wire.terminal import escape
+
+    assert escape("a\u2028b\u2029c") == "a\\u2028b\\u2029c"
+    assert escape("invoice\u202egnp.exe") == "invoice\\u202egnp.exe"
+    assert escape("\u2066x\u2069", keep_newlines=True) == "\\u2066x\\u2069"
+    assert escape("caf\u00e9 \u65e5\u672c") == "caf\u00e9 \u65e5\u672c"  # printable Unicode stays
