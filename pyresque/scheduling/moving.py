@@ -144,6 +144,8 @@ def plan_moves(items: list[bytes], side: dict[bytes, bytes], worker: str, ts: st
                 if tracked:  # its status must not wait forever, nor the job run under no id: it fails
                     actions.append(_unreadable_side(job, tracked, str(exc), ts, worker, keys, now))
                     continue
+        if full is not None and (full.get("class"), full.get("args")) != (job["class"], job["args"]):
+            full = None  # a side payload for another job (forged, or a neighbour's edit): the item wins
         if full is None:  # no side payload (Ruby's, php's item) or an id-less damaged one: push as Ruby would
             full = {"class": job["class"], "args": job["args"]}
             data = wire.encode_ruby(full)

@@ -295,3 +295,20 @@ def test_scheduling_onto_a_key_of_the_wrong_type_writes_nothing(resque, r, key):
     with pytest.raises(KeyTypeError, match="holds a string"):
         enqueue_at(resque, when, "default", "SomeJob", 1, shape="ruby")
     assert {k: r.type(k) for k in r.keys("*")} == before
+
+
+def test_a_side_payload_for_another_job_never_replaces_the_item(resque, r):
+    """The side hash is pyresque's alone to read: Ruby moves the item itself. A side entry whose
+    class or args differ from the item's (forged) must not make pyresque push another job."""
+    from pyresque.scheduling.moving import plan_moves
+
+    item = b'{"class":"SomeJob","args":[1],"queue":"default"}'
+    forged = json.dumps(['{"class":"Evil","args":["rm -rf"],"id":"f1","prefix":"","queue_time":1}'])
+    honest = json.dumps(['{"class":"SomeJob","args":[1],"id":"h1","prefix":"","queue_time":1}'])
+    for side, expected in ((forged, {"class": "SomeJob", "args": [1]}), (honest, None)):
+        _, [action] = plan_moves([item], {item: side.encode()}, "w", "1000", resque.keys)
+        pushed = json.loads(action.data)
+        if expected is not None:
+            assert pushed == expected
+        else:
+            assert (pushed["class"], pushed["id"]) == ("SomeJob", "h1")
