@@ -173,3 +173,24 @@ def test_a_worker_key_of_the_wrong_type_does_not_stop_the_worker(redis_url, r, t
     with WorkerProcess(redis_url, tmp_path) as worker:
         wait_for(lambda: resque.status("c" * 32).status == wire.COMPLETE, what=f"the job\n{worker.log()}")
         assert worker.process.poll() is None
+
+
+def test_an_unreadable_items_record_can_be_requeued_by_ruby_and_fails_again_clearly(redis_url, r, tmp_path):
+    """Ruby's Failure.requeue pushes {class, args} of the record's payload: without a class it
+    raised NoClassError (resque-web's Retry: a 500). Requeued, the item fails again, clearly."""
+    r.sadd("resque:queues", "default")
+    r.rpush("resque:queue:default", b"\xff not a job")
+    resque = Resque(redis_url)
+    good = resque.enqueue("default", "PHP_Job", {})
+    with WorkerProcess(redis_url, tmp_path) as worker:
+        worker.worker_id(r)
+        wait_for(lambda: resque.status(good).status == wire.COMPLETE, what=f"the good job\n{worker.log()}")
+        [record] = failures(r)
+        payload = record["payload"]
+        assert payload["class"] == wire.UNREADABLE_JOB and payload["args"] == [payload["raw"]]
+        assert "not UTF-8" in payload["reason"]
+        # what Ruby's requeue writes: Resque.push(queue, class: payload['class'], args: payload['args'])
+        r.rpush("resque:queue:default", json.dumps({"class": payload["class"], "args": payload["args"]}))
+        wait_for(lambda: len(failures(r)) == 2, what=f"the requeued item's failure\n{worker.log()}")
+    again = failures(r)[1]
+    assert again["exception"] == "pyresque.InvalidPayload" and "cannot run" in again["error"]
