@@ -10,69 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from pyresque import Resque
 from pyresque.scheduling.delayed import enqueue_at
-from support import TESTS, WorkerProcess, records, wait_for
+from support import SchedulerProcess, WorkerProcess, records, wait_for
 
 LOCK = "resque:resque:resque_scheduler_master_lock"
-
-
-class SchedulerProcess:
-    """A real ``pyresque scheduler`` subprocess with its own log file."""
-
-    def __init__(self, redis_url: str, tmp_path: Path, *args: str, **env: str) -> None:
-        self.log_path = tmp_path / f"scheduler-{time.monotonic_ns()}.log"
-        self.args = list(args)
-        self.env = {k: v for k, v in os.environ.items() if k not in ("REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX")}
-        self.env.update({"REDIS_URL": redis_url, "RESQUE_SCHEDULER_INTERVAL": "0.1", "PYTHONPATH": str(TESTS.parent)})
-        self.env.update(env)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SchedulerProcess:
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([sys.executable, "-m", "pyresque", "scheduler", *self.args], env=self.env,
-                                        stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def title(self) -> str:
-        with open(f"/proc/{self.pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode().strip()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait(self, timeout: float = 10) -> int:
-        assert self.process is not None
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"scheduler did not exit within {timeout}s\n{self.log()}") from None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None:
-            self._log.close()
-
-    def __enter__(self) -> SchedulerProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def holder_pid(r) -> int | None:
