@@ -260,17 +260,18 @@ def decode_item(raw: bytes | str) -> dict[str, Any]:
 
 
 def _side_list(value: bytes) -> list[str]:
+    """A side hash value as its list of payloads; [] when it is not one (any bytes may be there)."""
     try:
-        decoded = json.loads(value)
-    except ValueError:
+        decoded = untrusted.loads(value, "delayed side payloads")
+    except InvalidPayload:
         return []
     return [v for v in decoded if isinstance(v, str)] if isinstance(decoded, list) else []
 
 
 def _side_payload(entry: str) -> dict[str, Any] | None:
     try:
-        payload = json.loads(entry)
-    except ValueError:
+        payload = untrusted.loads(entry, "delayed payload")
+    except InvalidPayload:
         return None
     return payload if isinstance(payload, dict) and isinstance(payload.get("class"), str) else None
 

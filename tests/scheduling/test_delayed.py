@@ -243,3 +243,18 @@ def test_a_bucket_that_is_not_a_list_is_skipped_and_the_others_move(resque, r):
     result = move_due(resque, now=time.time() + 5)
     assert (result.moved, result.skipped) == (1, ["1795323000"]) and r.llen("resque:queue:default") == 1
     assert r.get("resque:delayed:1795323000") == b"not a list"  # left for a human, not lost
+
+
+@pytest.mark.parametrize("side", [b"[" * 1010, b'{"a":' * 3000, b'["' + b"[" * 1010 + b'"]', b"\xed\xa0\x80",
+                                  b'[NaN]', b'["{\\"class\\":\\"SomeJob\\",\\"args\\":[1e999]}"]'],
+                         ids=["deep-list", "deep-object", "deep-entry", "surrogate-bytes", "nan", "overflow-entry"])
+def test_a_hostile_side_payload_does_not_stop_the_move(resque, r, side):
+    """Found by tests/test_fuzz_redis_content.py: a side hash value nested past Python's recursion
+    limit raised RecursionError in every scheduler pass, so no delayed job moved again."""
+    enqueue_at(resque, time.time() + 1, "default", "SomeJob", 1)  # tracked: has a side payload
+    [member] = r.zrange("resque:delayed_queue_schedule", 0, -1)
+    [item] = r.lrange(b"resque:delayed:" + member, 0, -1)
+    r.hset(b"resque:pyresque:delayed:" + member, item, side)
+    result = move_due(resque, now=time.time() + 5)
+    assert result.moved == 1 and json.loads(r.lindex("resque:queue:default", 0)) == {"class": "SomeJob", "args": [1]}
+    assert not r.exists(b"resque:delayed:" + member)
