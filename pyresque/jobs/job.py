@@ -98,7 +98,7 @@ class Outcome:
             doc = json.loads(data)
             return cls(bool(doc["ok"]), str(doc["result"]), bool(doc["skipped"]), str(doc["exception"]),
                        str(doc["error"]), [str(line) for line in doc["backtrace"]])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return None
 
 

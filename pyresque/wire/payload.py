@@ -213,7 +213,7 @@ def encode_result(result: Any) -> str:
     """JSON for a ``perform()`` return value; anything JSON cannot carry is stored as its repr."""
     try:
         return encode_php(result)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         try:
             text = repr(result)
         except Exception as exc:  # a broken __repr__ must not lose the status update

@@ -63,3 +63,11 @@ def test_a_failure_record_always_encodes_and_keeps_every_clue():
     for _ in range(1000):
         nested = [nested]
     assert json.loads(wire.encode_failure(wire.build_failure(nested, "E", "", [], "w", "q")))["payload"]
+
+
+def test_a_result_nested_past_the_recursion_limit_is_stored_as_its_description():
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    doc = json.loads(wire.encode_result(nested))
+    assert doc["unserialisable"] == "list"
