@@ -164,3 +164,35 @@ def test_before_enqueue_false_cancels(r, resque):
     assert resque.enqueue("q", "Blocked", 1) is None
     job_id = resque.enqueue("q", "Fine", 2)
     assert calls == [("q", "Fine", [2], job_id)] and r.llen("resque:queue:q") == 1
+
+
+def test_enqueue_refuses_a_lone_surrogate_that_no_worker_could_read(resque, r):
+    """It wrote the escape, which every worker then had to fail; an emoji (a pair) is fine."""
+    import pytest
+
+    from pyresque import InvalidPayload
+
+    with pytest.raises(InvalidPayload, match="lone UTF-16 surrogate"):
+        resque.enqueue("default", "SomeJob", "bad \ud800 text")
+    with pytest.raises(InvalidPayload, match="lone UTF-16 surrogate"):
+        resque.enqueue("default", "Some\udc00Job")
+    assert r.llen("resque:queue:default") == 0
+    assert resque.enqueue("default", "SomeJob", "fine \U0001f600") is not None
+
+
+def test_enqueue_at_refuses_a_lone_surrogate_too(resque, r):
+    import pytest
+
+    from pyresque import InvalidPayload, enqueue_at
+
+    with pytest.raises(InvalidPayload, match="lone UTF-16 surrogate"):
+        enqueue_at(resque, 1_900_000_000, "default", "SomeJob", "bad \udcff", shape="ruby")
+    assert r.keys("*") == []
+
+
+def test_a_result_with_a_lone_surrogate_is_stored_readable():
+    import json
+
+    from pyresque.wire import payload as wire
+
+    assert json.loads(wire.encode_result({"r": "x\ud800"})) == {"r": "x\\ud800"}

@@ -42,6 +42,7 @@ from .. import defaults
 from ..exceptions import InvalidPayload, PyresqueError
 from ..store.scheduler_store import SchedulerStore
 from ..wire import payload as wire
+from ..wire import untrusted
 from .moving import move_due as move_due  # part of this module's API: schedule, list, remove, move
 from .moving import refreshed, side_list, side_payload
 
@@ -143,9 +144,12 @@ def bucket_for(when: float) -> int:
 def encode_item(job_class: str, args: list[Any], queue: str | None) -> str:
     """resque-scheduler's delayed item, byte for byte as Ruby encodes it."""
     try:
-        return wire.encode_ruby({"class": job_class, "args": list(args), "queue": queue})
-    except (TypeError, ValueError) as exc:
+        text = wire.encode_ruby({"class": job_class, "args": list(args), "queue": queue})
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"job arguments are not JSON-serialisable: {exc}") from None
+    if untrusted.has_lone_surrogate(text):
+        raise InvalidPayload("job class or arguments hold a lone UTF-16 surrogate, which UTF-8 cannot carry")
+    return text
 
 
 def _check_time(when: Any) -> float:

@@ -142,7 +142,10 @@ def make_client(url: str) -> redis.Redis:
     RESP2 and no ``CLIENT SETINFO``: redis-py 8 would otherwise add ``HELLO 3`` and two
     ``CLIENT SETINFO`` calls (rejected by Redis 7.0) to every new connection.
     """
-    return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, **_NO_CLIENT_INFO, **tls_options(url))
+    # surrogateescape: a name read from Redis that is not UTF-8 (a worker id, a queue) goes back as
+    # the very bytes it came as, so the key it names can be removed; strict UTF-8 otherwise
+    return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, encoding_errors="surrogateescape",
+                                **_NO_CLIENT_INFO, **tls_options(url))
 
 
 def tls_options(url: str) -> dict[str, Any]:

@@ -411,7 +411,9 @@ class DataStore:
             return default
 
     def worker_ids(self) -> list[str]:
-        return sorted(_text(w) for w in self._tolerate(self.keys.workers, set(), lambda: self.redis.smembers(self.keys.workers)))
+        """Registered ids; one that is not UTF-8 keeps its bytes (surrogateescape), to be pruned."""
+        ids = self._tolerate(self.keys.workers, set(), lambda: self.redis.smembers(self.keys.workers))
+        return sorted(_name(w) for w in ids)
 
     def working_on(self, worker_id: str) -> bytes | None:
         return self.redis.get(self.keys.worker(worker_id))
@@ -446,7 +448,7 @@ class DataStore:
 
     def heartbeats(self) -> dict[str, str]:
         beats = self._tolerate(self.keys.heartbeats, {}, lambda: self.redis.hgetall(self.keys.heartbeats))
-        return {_text(k): _text(v) for k, v in beats.items()}
+        return {_name(k): _text(v) for k, v in beats.items()}
 
     def prune_horizons(self) -> dict[str, str]:
         horizons = self._tolerate(self.keys.prune_horizons, {}, lambda: self.redis.hgetall(self.keys.prune_horizons))
@@ -564,6 +566,11 @@ def _content_error(exc: redis.ResponseError) -> bool:
     """An error that says what a key holds (another program's doing), not that Redis is away."""
     text = str(exc)
     return text.startswith("WRONGTYPE") or "not an integer" in text or "not a valid float" in text
+
+
+def _name(value: Any) -> str:
+    """A name read from Redis (a worker id), exactly: the client writes it back as the same bytes."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _text(value: Any) -> str:

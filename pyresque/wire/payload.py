@@ -96,9 +96,12 @@ def build_payload(
 
 def encode_payload(payload: dict[str, Any]) -> str:
     try:
-        return encode_php(payload)
-    except (TypeError, ValueError) as exc:
+        text = encode_php(payload)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"job arguments are not JSON-serialisable: {exc}") from None
+    if untrusted.has_lone_surrogate(text):  # a worker would refuse it: refuse it here, at once
+        raise InvalidPayload("job class or arguments hold a lone UTF-16 surrogate, which UTF-8 cannot carry")
+    return text
 
 
 def decode_payload(raw: bytes | str) -> dict[str, Any]:
@@ -212,7 +215,8 @@ def encode_status_json(status: int, updated: int, started: int | None, result_js
 def encode_result(result: Any) -> str:
     """JSON for a ``perform()`` return value; anything JSON cannot carry is stored as its repr."""
     try:
-        return encode_php(result)
+        text = encode_php(result)
+        return text if not untrusted.has_lone_surrogate(text) else encode_php(untrusted.encodable(result))
     except (TypeError, ValueError, RecursionError):
         try:
             text = repr(result)

@@ -109,6 +109,19 @@ def lenient_loads(raw: bytes | str) -> Any:
         sys.setrecursionlimit(limit)
 
 
+def has_lone_surrogate(text: str) -> bool:
+    """Does this JSON text hold a lone surrogate, raw or escaped (``"\\ud800"``)? An escaped
+    pair (an emoji, as php writes it) is fine."""
+    if _LONE_SURROGATE.search(text):
+        return True
+    if not _SURROGATE_ESCAPE.search(text):
+        return False
+    try:
+        return not _is_encodable(json.loads(text))
+    except (ValueError, RecursionError):
+        return False
+
+
 def _is_encodable(value: Any) -> bool:
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
