@@ -16,7 +16,7 @@ import click
 from ..exceptions import InvalidStatus
 from ..wire import payload as wire
 from ..wire.terminal import escape
-from .common import (  # noqa: F401 - re-exported for sub-command modules
+from .common import (
     Failure,
     UsageProblem,
     connection_options,
