@@ -37,8 +37,8 @@ OUTAGE_BACKOFF_CAP = 5.0
 #: the next job starts a new one, which costs that job ~50 ms. 0 = never.
 HELPER_IDLE = 30.0
 
-#: Longest a blocking reserve (BLPOP) may wait, even with a larger INTERVAL, so that QUIT/TERM
-#: received while idle take effect promptly.
+#: Longest a thread slot waits (or a worker sleeps for a glob that matches no queue) before it
+#: looks at its stop flag again.
 MAX_BLOCK_SECONDS = 1.0
 
 #: How many payloads one pipeline carries in ``enqueue_many``: big enough to amortise the round
@@ -84,6 +84,16 @@ SCHEDULER_LOCK_TTL = 180
 #: time (``0 0 30 2 *``, Feb 30th) would never fire, and asking croniter for its next time fails
 #: on every pass. Five years covers every real line, leap days included.
 CRON_HORIZON_YEARS = 5
+
+#: Seconds between a worker's looks for due delayed jobs and retries (one ZRANGEBYSCORE when
+#: none is due; the master lock and the move only when one is). A job delayed by 1 s runs 1-2 s late
+#: at most, with no scheduler process.
+DUTY_INTERVAL = 1.0
+
+#: TTL of the master lock while a worker moves due jobs. The worker releases it after each pass,
+#: so a scheduler process (pyresque's or Ruby's) takes it at its next pass and keeps it; this only
+#: bounds how long a worker killed mid-pass holds the others up.
+DUTY_LOCK_TTL = 30
 
 #: Items moved per atomic step (resque-scheduler's ``DELAYED_REQUEUE_BATCH_SIZE``): one Lua call
 #: per batch keeps Redis responsive while a huge bucket drains.

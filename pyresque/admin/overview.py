@@ -16,7 +16,15 @@ from typing import Any
 from ..exceptions import InvalidPayload
 from ..process.liveness import process_title
 from ..queue import Resque
+from ..scheduling.delayed import iter_delayed, store_for
 from ..wire import payload as wire
+
+#: Delayed items ``info`` reads to count retries; past it the count is a lower bound.
+RETRY_SCAN_LIMIT = 10_000
+
+#: A due delayed job this many seconds late means nothing is moving them: workers look every
+#: second, schedulers every few (resque-scheduler's default interval is 5 s).
+OVERDUE_ALARM = 30.0
 
 
 @dataclass
@@ -63,6 +71,19 @@ class Info:
     idle: int
     paused_all: bool  # Ruby's pause-all-workers key
     hosts: list[str] = field(default_factory=list)
+    delayed: DelayedView | None = None
+
+
+@dataclass
+class DelayedView:
+    """Delayed jobs and retries waiting for their time, and whether anything moves them."""
+
+    jobs: int
+    retrying: int  # of those, retries of failed jobs (a lower bound past RETRY_SCAN_LIMIT items)
+    retrying_exact: bool
+    next_due_in: float | None  # seconds until the earliest is due (negative: overdue)
+    mover: str | None  # who holds resque-scheduler's master lock right now, if anyone
+    stalled: bool  # due jobs are OVERDUE_ALARM late: no worker nor scheduler is moving them
 
 
 def list_workers(resque: Resque, local_host: str | None = None) -> list[WorkerView]:
@@ -116,7 +137,30 @@ def info(resque: Resque) -> Info:
     hosts = sorted({p.host for p in map(wire.parse_worker_id, ids) if p is not None})
     return Info(queues=queues, pending=sum(q.size for q in queues), processed=stats["processed"],
                 failed=stats["failed"], failed_list=store.failed_count(), workers=len(ids), working=working,
-                idle=len(ids) - working, paused_all=store.all_paused(), hosts=hosts)
+                idle=len(ids) - working, paused_all=store.all_paused(), hosts=hosts, delayed=delayed_view(resque))
+
+
+def delayed_view(resque: Resque) -> DelayedView:
+    scheduler_store = store_for(resque)
+    jobs = retrying = 0
+    exact = True
+    first_due: int | None = None
+    for job in iter_delayed(resque):
+        if job.item is None:
+            continue
+        jobs += 1
+        first_due = job.timestamp if first_due is None else min(first_due, job.timestamp)
+        if jobs > RETRY_SCAN_LIMIT:
+            exact = False
+            continue
+        attempt = (job.payload or {}).get("attempt")
+        if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 1:
+            retrying += 1
+    now = resque.store.server_time()
+    next_due_in = None if first_due is None else round(first_due - now, 3)
+    return DelayedView(jobs=jobs, retrying=retrying, retrying_exact=exact, next_due_in=next_due_in,
+                       mover=scheduler_store.lock_holder(),
+                       stalled=next_due_in is not None and next_due_in < -OVERDUE_ALARM)
 
 
 def set_paused(resque: Resque, paused: bool) -> list[str]:

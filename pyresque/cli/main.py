@@ -94,7 +94,7 @@ def enqueue(job_class: str, args: tuple[str, ...], queue: str, no_track: bool, r
     \b
       pyresque enqueue PHP_Job '{"name":"x","n":1}'   # args [{"name":"x","n":1}]
       pyresque enqueue SomeJob 1 '"two"' '{"k":"v"}'  # args [1,"two",{"k":"v"}]
-      pyresque enqueue SomeJob 1 --in 5m              # delayed: moved by pyresque-scheduler
+      pyresque enqueue SomeJob 1 --in 5m              # delayed: the workers move it when due
     """
     arguments = parse_json_args(args)
     wire.validate_queue_name(queue)

@@ -94,6 +94,16 @@ def _info_text(doc: dict[str, Any]) -> list[str]:
                  + (f" on {', '.join(doc['hosts'])}" if doc["hosts"] else ""))
     if doc["paused_all"]:
         lines.append("PAUSED: pause-all-workers is set ('pyresque resume' clears it)")
+    delayed = doc.get("delayed")
+    if delayed and delayed["jobs"]:
+        retrying = f"{delayed['retrying']}{'' if delayed['retrying_exact'] else '+'}"
+        due = delayed["next_due_in"]
+        when = f"next due in {_age(due)}" if due > 0 else f"earliest {_age(-due)} overdue"
+        lines.append(f"delayed {delayed['jobs']} ({retrying} retrying), {when}"
+                     + (f", moved by {delayed['mover']}" if delayed["mover"] else ""))
+        if delayed["stalled"]:
+            lines.append("NOT MOVING: due delayed jobs are waiting and nothing moves them: start a worker "
+                         "(workers move them unless --no-scheduler) or pyresque-scheduler")
     return lines
 
 

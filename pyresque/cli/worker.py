@@ -26,9 +26,14 @@ def _flag(value: str | None) -> bool:
 @click.option("--queue", "queue", envvar="QUEUE", required=True,
               help="Comma-separated queues in priority order; '*' or globs expand to known queues (env QUEUE).")
 @click.option("--interval", envvar="INTERVAL", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="Seconds between polls (BLPOP timeout with --blocking); 0 = exit when the queues are empty (env INTERVAL).")
+              help="Seconds an idle worker's BLMOVE waits before it is renewed (the poll interval with "
+                   "BLOCKING=0); 0 = exit when the queues are empty (env INTERVAL).")
 @click.option("--blocking", envvar="BLOCKING", default=None,
-              help="Wait with BLPOP instead of polling; '', '0', 'false' mean off (env BLOCKING).")
+              help="Wait for jobs with BLMOVE (the default: a job starts within milliseconds, never only in "
+                   "memory); '0', 'false', 'no', 'off' poll every INTERVAL instead (env BLOCKING).")
+@click.option("--scheduler/--no-scheduler", "moves_delayed", envvar="PYRESQUE_SCHEDULER", default=True,
+              show_default=True, help="Take part in moving due delayed jobs and retries, under resque-scheduler's "
+                                      "master lock, so they never wait on a scheduler process (env PYRESQUE_SCHEDULER).")
 @click.option("-c", "--count", envvar="COUNT", type=click.IntRange(min=1), default=1,
               help="Workers to run (env COUNT); more than 1 starts a supervising master (see 'pyresque pool').")
 @click.option("--include", "includes", envvar="APP_INCLUDE", multiple=True,
@@ -76,7 +81,7 @@ def _flag(value: str | None) -> bool:
 @click.option("--redis-url", envvar="REDIS_URL", default=None,
               help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")
 @handle_errors
-def worker(queue: str, interval: float, blocking: str | None, count: int, includes: tuple[str, ...],
+def worker(queue: str, interval: float, blocking: str | None, moves_delayed: bool, count: int, includes: tuple[str, ...],
            allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, fork_every: int,
            max_child_memory: float, helper_idle: float, threads: int, job_timeout: float,
            term_child: str | None,
@@ -115,7 +120,8 @@ def worker(queue: str, interval: float, blocking: str | None, count: int, includ
     prefixes = [p for spec in allowed for p in spec.split(",")]
     options = WorkerOptions(
         interval=interval,
-        blocking=_flag(blocking),
+        blocking=blocking is None or blocking.strip() == "" or _flag(blocking),
+        scheduler=moves_delayed,
         fork=not inline,
         prefork=prefork,
         fork_every=fork_every,

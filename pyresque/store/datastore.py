@@ -9,7 +9,6 @@ scheduler's commands are :mod:`.scheduler_store`'s.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -25,7 +24,6 @@ from .scripts import (
     FINISH_RESERVE_LUA,
     PUSH_LUA,
     PUSH_UNIQUE_LUA,
-    RECORD_LUA,
     REGISTER_LUA,
     RELEASE_LOCK_LUA,
     REQUEUE_FAILED_LUA,
@@ -49,73 +47,6 @@ class Bookkeeping:
     def args(self, status_ttl: int) -> list[Any]:
         ttl = status_ttl if self.final else ""
         return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0", self.record]
-
-
-class _PendingReply:
-    """A command sent on a connection taken from the pool; its reply is read later, once."""
-
-    def __init__(self, pool: Any, connection: Any) -> None:
-        self._pool = pool
-        self._connection: Any = connection
-
-    def read(self) -> Any:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            raise RuntimeError("this reply was already read")
-        try:
-            return connection.read_response()
-        except BaseException:
-            connection.disconnect()
-            raise
-        finally:
-            self._pool.release(connection)
-
-    def abandon(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.disconnect()
-            self._pool.release(connection)
-
-
-class Reservation:
-    """A job BLPOPped in BLOCKING mode, whose working-on record is sent but not yet acknowledged.
-
-    The job may start while the record's reply is on its way: the record is already on its way
-    to the server, sent before the job's first statement. Its reply (the status's ``started``)
-    is read with :meth:`started` before anything that must come after the record is sent on
-    any connection: the job's bookkeeping, a give-back, a requeue. That keeps the second round
-    trip (~0.3-0.6 ms here, for waking the idle server) off the idle-to-start path.
-    """
-
-    def __init__(self, queue: str, item: bytes, run_at: str, reply: _PendingReply) -> None:
-        self.queue = queue
-        self.item = item
-        self.run_at = run_at
-        self._reply: _PendingReply | None = reply
-        self._started: int | None = None
-        self.problems: list[str] = []  # keys the record script skipped (see scripts._SAFE_LUA)
-
-    def started(self) -> int | None:
-        """The job's status ``started`` (None when untracked); raises if the record failed."""
-        reply, self._reply = self._reply, None
-        if reply is not None:
-            found = reply.read()
-            self._started = _started(found[2])
-            self.problems = [_text(p) for p in found[3:]]
-        return self._started
-
-    def abandon(self) -> None:
-        """Drop the connection with the reply unread (the record's fate is then unknown)."""
-        reply, self._reply = self._reply, None
-        if reply is not None:
-            reply.abandon()
-
-
-def _get_connection(pool: Any) -> Any:
-    try:
-        return pool.get_connection()
-    except TypeError:  # redis-py < 5.3 wants a command name
-        return pool.get_connection("_")
 
 
 class AllPaused(Exception):
@@ -275,54 +206,6 @@ class DataStore:
         if int(index) == 0:
             return None
         return queues[int(index) - 1], item, _started(started)
-
-    def blocking_reserve(self, queues: Sequence[str], timeout: float, worker_id: str) -> Reservation | None:
-        """BLPOP across the queues, then send the working-on record (RECORD_LUA) at once on the
-        same connection without waiting for its reply (see :class:`Reservation`).
-
-        Returns None when nothing came within ``timeout`` seconds.
-        """
-        pool = self.redis.connection_pool
-        connection = _get_connection(pool)
-        try:
-            connection.send_command("BLPOP", *[self.keys.queue(q) for q in queues], timeout)
-            try:
-                found = connection.read_response()
-            except redis.ResponseError as exc:
-                pool.release(connection)
-                if not _content_error(exc):
-                    raise
-                return self._blocking_reserve_lists(queues, timeout, worker_id)
-            if found is None:
-                pool.release(connection)
-                return None
-            key, item = found
-            queue = self.keys.queue_name_from_key(_text(key))
-            now = time.time()
-            run_at = wire.iso_z(now)
-            # EVAL, not EVALSHA: a server that lost its script cache must not fail a record
-            # whose reply we read only after the job has started.
-            connection.send_command("EVAL", RECORD_LUA, 1, self.keys.worker(worker_id), self.keys.ns, run_at,
-                                    int(now), wire.encode_ruby(queue), item)
-        except BaseException:
-            connection.disconnect()
-            pool.release(connection)
-            raise
-        return Reservation(queue, item, run_at, _PendingReply(pool, connection))
-
-    def _blocking_reserve_lists(self, queues: Sequence[str], timeout: float, worker_id: str) -> Reservation | None:
-        """BLPOP refused the whole call for one key of the wrong type: note it, use the others."""
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            pipe.type(self.keys.queue(queue))
-        kinds = [_text(kind) for kind in pipe.execute()]
-        lists = [q for q, kind in zip(queues, kinds) if kind in ("list", "none")]
-        self.problems.extend(f"{self.keys.queue(q)} is not a list: skipped" for q, kind in zip(queues, kinds)
-                             if kind not in ("list", "none"))
-        if not lists:
-            time.sleep(min(timeout, 1.0))  # nothing to block on; the loop comes back within a second
-            return None
-        return self.blocking_reserve(lists, timeout, worker_id)
 
     def finish_job(self, worker_id: str, finished: Bookkeeping) -> bool:
         """The bookkeeping after a job: one round trip; safe to retry (see FINISH_LUA)."""

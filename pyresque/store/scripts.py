@@ -77,13 +77,6 @@ local n = #KEYS - 2
 return pop(0, 3, n, KEYS[n + 1], KEYS[n + 2], ARGV[1], ARGV[2], ARGV[3])
 """
 
-# KEYS: worker:<id>;  ARGV: namespace, run_at, now, json(queue), item
-# The BLOCKING-mode counterpart of RESERVE_LUA, sent right after BLPOP returned the item.
-RECORD_LUA = _RECORD_LUA + r"""
-local started = record(ARGV[5], ARGV[4], KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-return {0, ARGV[5], started, unpack(problems)}
-"""
-
 # KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
 #       stat:failed:<id>
 # ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
@@ -227,11 +220,32 @@ if started and started ~= ARGV[2] then
   if type(beat) == 'string' and beat >= ARGV[5] then return {0} end
 end
 local function write(key, ...)
-  if type(redis.pcall(...)) == 'table' then note(key, 'is not the type Resque uses: not written') end
+  local reply = redis.pcall(...)  -- SET answers a status table ({ok = 'OK'}): only .err is a refusal
+  if type(reply) == 'table' and reply['err'] then note(key, 'is not the type Resque uses: not written') end
 end
 write(KEYS[3], 'SADD', KEYS[3], ARGV[1])
 write(KEYS[1], 'SET', KEYS[1], ARGV[2])
 write(KEYS[2], 'HSET', KEYS[2], ARGV[1], ARGV[3])
 write(KEYS[4], 'HSET', KEYS[4], ARGV[1], ARGV[4])
 return {1, unpack(problems)}
+"""
+
+# KEYS: reserved list 1, its queue 1, reserved list 2, its queue 2, ...
+# Puts every job a waiting worker's BLMOVE parked back at the head of the queue it came from, in
+# its original order (the list's head is the job taken last). A list or queue of the wrong type
+# leaves its job where it is (not lost) and is reported. Returns {moved, problems...}.
+RESTORE_PARKED_LUA = _SAFE_LUA + r"""
+local moved = 0
+for i = 1, #KEYS, 2 do
+  while true do
+    local item = redis.pcall('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'LEFT')
+    if type(item) == 'table' then
+      if item['err'] then note(KEYS[i], 'could not be put back on ' .. KEYS[i + 1] .. ': ' .. item['err']) end
+      break
+    end
+    if not item then break end
+    moved = moved + 1
+  end
+end
+return {moved, unpack(problems)}
 """

@@ -86,6 +86,17 @@ class Keys:
         return f"{self.ns}{OWN}prune_horizons"
 
     @property
+    def reservations(self) -> str:
+        """pyresque's hash: worker id -> JSON list of the queues it waits on, each with a BLMOVE
+        into its own :meth:`reserved` list, so that a prune can put back what a killed waiter held."""
+        return f"{self.ns}{OWN}reservations"
+
+    def reserved(self, worker_id: str, queue: str) -> str:
+        """Where a waiting worker's BLMOVE parks a job that arrived on ``queue`` until the worker's
+        reserve takes it, milliseconds later (:mod:`pyresque.store.waiting`)."""
+        return f"{self.ns}{OWN}reserved:{worker_id}:{queue}"
+
+    @property
     def prune_lock(self) -> str:
         return self.ns + "pruning_dead_workers_in_progress"
 

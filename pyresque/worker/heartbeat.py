@@ -24,6 +24,7 @@ from .. import defaults
 from ..jobs.resolver import JobResolver
 from ..process.liveness import helper_of, process_is_resque
 from ..store.datastore import DataStore
+from ..store.waiting import orphaned_reservations, release_reservations
 from ..wire import payload as wire
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -93,6 +94,10 @@ class Pruner:
                 continue
             self._prune_one(wid, heartbeat_expired=False)
             pruned.append(wid)
+        beating = set(self.store.heartbeats())
+        for wid in orphaned_reservations(self.store, registered - set(pruned)):
+            if wid != self.worker_id and wid not in beating and release_reservations(self.store, wid) and self.log:
+                self.log.warning("put back jobs a pruned waiter had parked", dead_worker=wid)
         return pruned
 
     def _still_ending(self, wid: str) -> bool:
@@ -122,6 +127,7 @@ class Pruner:
                                error=f"{type(exc).__name__}: {exc}")
 
     def prune_worker(self, wid: str, heartbeat_expired: bool, quiet: bool = False) -> None:
+        release_reservations(self.store, wid)  # a job its wait parked, back at its queue's head
         raw = self.store.working_on(wid)
         failure = requeue = None
         record = wire.in_flight(raw) if raw is not None else None

@@ -12,7 +12,10 @@ class WorkerOptions:
     """How one worker behaves; the CLI fills it from php-resque/Ruby environment variables."""
 
     interval: float = defaults.INTERVAL  # 0 = burst: exit once the queues are empty
-    blocking: bool = False
+    #: wait for jobs with BLMOVE (no loss window; Redis >= 6.2) instead of polling every ``interval``
+    blocking: bool = True
+    #: take part in moving due delayed jobs and retries, under resque-scheduler's master lock
+    scheduler: bool = True
     fork: bool = True
     term_child: bool = False
     graceful_term: bool = False

@@ -60,3 +60,12 @@ def accept_deferred() -> None:
     the default action; it is delivered here, to the real handlers.
     """
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
+
+
+def hint(signum: int) -> dict[str, str]:
+    """What to log beside a stop signal that kills the job in hand: Ctrl-C does, as in Resque,
+    and whoever pressed it may not know that QUIT lets the job finish."""
+    if signum != signal.SIGINT:
+        return {}
+    return {"hint": "INT/TERM kill the job in hand (Resque's rule); QUIT (Ctrl-\\) finishes it first, "
+                    "and GRACEFUL_TERM=1 makes TERM do the same"}

@@ -45,6 +45,7 @@ from ..jobs import job as jobmod
 from ..jobs.resolver import JobResolver
 from ..process.pidfile import remove_pidfile, write_pidfile
 from ..queue import Resque
+from ..store.waiting import MAX_WAIT_QUEUES
 from ..wire import payload as wire
 from ..wire import procline
 from . import signals
@@ -95,7 +96,7 @@ class Slot(Worker):
     """One thread's worker: its own id and keys; reserves and runs jobs in its thread."""
 
     def __init__(self, pool: ThreadedWorker, number: int) -> None:
-        options = replace(pool.options, fork=False, pidfile=None, supervisor_pid=None, threads=1)
+        options = replace(pool.options, fork=False, pidfile=None, supervisor_pid=None, threads=1, scheduler=False)
         super().__init__(pool.resque, pool.queue_patterns, options, pool.resolver, pool.hostname, slot=number)
         self._started = pool._started  # one process, one start: a replacement slot takes its id back
         self.number = number
@@ -121,8 +122,7 @@ class Slot(Worker):
 
     # -- what differs from the single-job worker ------------------------------------------
     def process(self, queue: str, item: bytes, started: int | None) -> None:
-        started = self._confirm_record(started)  # the main thread may record this job: it needs "started"
-        self._started_in_hand = started
+        self._started_in_hand = started  # the main thread may record this job: it needs "started"
         super().process(queue, item, started)
 
     def _execute(self, job: jobmod.Job, target: Any, limit: float | None) -> jobmod.Outcome:
@@ -149,6 +149,10 @@ class Slot(Worker):
     def _idle(self, seconds: float) -> None:
         self.wake.wait(min(seconds, defaults.MAX_BLOCK_SECONDS))
         self.wake.clear()
+
+    def _next_wake(self) -> float:
+        """A waiting slot looks at its stop flag every second (the main thread sets it)."""
+        return min(super()._next_wake(), time.monotonic() + defaults.MAX_BLOCK_SECONDS)
 
     def _title(self, status: str) -> None:
         pass  # one title for the process, set by the main thread
@@ -208,7 +212,8 @@ class ThreadedWorker(Worker):
         if options.threads < 1:
             raise ConfigurationError("threads must be at least 1")
         super().__init__(resque, queues, options, resolver, hostname)
-        self.store.allow_connections(options.threads + 1)  # one per slot, one for this thread
+        # per slot: one for its reserve and one per queue it waits on (store.waiting); one for us
+        self.store.allow_connections(options.threads * (min(len(queues), MAX_WAIT_QUEUES) + 1) + 1)
         self.slots: list[Slot] = []
         self._next_prune = 0.0
         self._stop_deadline: float | None = None
@@ -250,7 +255,7 @@ class ThreadedWorker(Worker):
         for slot in self.slots:
             slot.thread.start()
         self.log.info("worker started", queues=self.queue_patterns, pid=self.pid, mode="threads",
-                      threads=len(self.slots), blocking=self.options.blocking)
+                      threads=len(self.slots), blocking=self.options.blocking, moves_delayed=self.duty is not None)
 
     def _supervise(self) -> None:
         while True:
@@ -273,6 +278,11 @@ class ThreadedWorker(Worker):
                     self.pruner.prune()
                 except _REDIS_DOWN as exc:
                     self.outage.down(exc)
+            try:
+                if self.duty is not None:
+                    self.duty.run_if_due()
+            except _REDIS_DOWN as exc:
+                self.outage.down(exc)
             self.inbox.wait(0.1)
 
     def _beat_busy_slots(self) -> None:

@@ -24,8 +24,10 @@ from ..process.memory import give_back_free_memory
 from ..process.pidfile import remove_pidfile, write_pidfile
 from ..process.signal_inbox import SignalInbox
 from ..queue import Resque
-from ..store.datastore import AllPaused, Bookkeeping, Reservation
+from ..scheduling.duty import DelayedDuty
+from ..store.datastore import AllPaused, Bookkeeping
 from ..store.outage import Outage
+from ..store.waiting import QueueWaiter, WaitUnsupported
 from ..wire import payload as wire
 from ..wire import procline
 from . import signals
@@ -46,8 +48,10 @@ class Worker:
        workers under Ruby's lock, ``beforeFirstFork``, **register** (``workers`` member,
        ``worker:<id>:started``, a ``workers:heartbeat`` entry).
     2. **reserve**, in queue order: one Lua script pops the job *and* writes the working-on
-       record ``worker:<id>`` and status RUNNING, so a reserved job is never only in memory
-       (BLOCKING mode: BLPOP, then that record at once; see README for the window left).
+       record ``worker:<id>`` and status RUNNING, so a reserved job is never only in memory.
+       With every queue empty it **waits** (:mod:`pyresque.store.waiting`: BLMOVEs that park an
+       arriving job in a list of ours, never in a reply on the wire), or polls with BLOCKING=0;
+       it runs its share of the delayed jobs' moving meanwhile (:mod:`..scheduling.duty`).
     3. **decode and resolve** the payload in the parent: a bad payload or unknown class is
        failed right here, with the reason, without a fork.
     4. **run**: in fork modes the :class:`~.supervisor.ChildSupervisor` hands the job to a
@@ -75,19 +79,19 @@ class Worker:
         self.resque = resque
         self.store = resque.store
         self.options = options or WorkerOptions()
-        self.selection = QueueSelection(self.store, queues, self.options.blocking)
+        self.selection = QueueSelection(self.store, queues)
         self.queue_patterns = self.selection.patterns
         self.resolver = resolver or JobResolver()
         self.hostname = hostname or socket.gethostname()
         self.pid = os.getpid()
         self._started = wire.ruby_time()  # kept across re-registrations: how a holder knows its id
         self.id = str(wire.WorkerId(self.hostname, self.pid, tuple(self.queue_patterns), slot))
-        self.log = get_logger("pyresque.worker").bind(worker=self.id)
-        self._last_job_at = time.monotonic()
+        self.log = self.selection.log = get_logger("pyresque.worker").bind(worker=self.id)
+        self._last_job_at = self._next_poll = time.monotonic()
         self._unbooked: Bookkeeping | None = None
         self._record = ""  # the exact working-on record of the job in hand (see FINISH_LUA)
-        self._reservation: Reservation | None = None  # BLOCKING: its record's reply not read yet
-        self._record_unconfirmed = False  # that reply was lost: the bookkeeping must be a retry
+        self.waiter = QueueWaiter(self.store, self.id) if self.options.blocking else None
+        self.duty = DelayedDuty(resque, f"{self.hostname}:{self.pid}", self.log) if self.options.scheduler else None
         self.shutdown = False
         self.shutdown_now = False
         self.paused = False
@@ -123,8 +127,8 @@ class Worker:
         if not self._registered:
             self._safe_event("beforeFirstFork", self)
         self.register()
-        self.log.info("worker started", queues=self.queue_patterns, pid=self.pid,
-                      mode="fork" if self.options.fork else "inline", blocking=self.options.blocking)
+        self.log.info("worker started", queues=self.queue_patterns, pid=self.pid, mode="fork" if self.options.fork
+                      else "inline", blocking=self.waiter is not None, moves_delayed=self.duty is not None)
         give_back_free_memory()  # what start-up freed (~2 MiB here) would otherwise stay resident
 
     def register(self) -> None:
@@ -132,12 +136,16 @@ class Worker:
             self._take_unique_id()
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
         self._registered = True
+        if self.waiter is not None:
+            self.waiter.forget_registration()
 
     def _take_unique_id(self) -> None:
         """Another live worker holds our id (a restarted container: same hostname, pid 1)."""
         taken, self.id = self.id, wire.tagged_worker_id(self.id)
         self.pruner.worker_id = self.id
-        self.log = self.log.bind(worker=self.id)
+        if self.waiter is not None:
+            self.waiter.worker_id = self.id
+        self.log = self.selection.log = self.log.bind(worker=self.id)
         self.log.warning("worker id held by another live worker; registering under a tagged id", taken=taken)
 
     # == 2-5. the loop =========================================================================
@@ -149,13 +157,20 @@ class Worker:
             if self.shutdown:
                 return
             try:
-                self._maybe_heartbeat()
+                self._run_timers()
                 if self.paused or self.selection.all_paused():
                     self._flush_bookkeeping()
+                    self._cancel_wait()
                     self._title("Paused")
                     self._idle(self.options.interval or 1.0)
                     continue
-                reserved = self._reserve()
+                reserved = None if self._still_waiting() else self._reserve()
+                if reserved is None:
+                    if self.options.interval == 0:
+                        return  # burst mode: queues drained (the reserve applied the last bookkeeping)
+                    self.children.retire_idle_helper(self._last_job_at)
+                    self._wait_for_work()
+                    continue
             except _REDIS_DOWN as exc:
                 self._redis_outage(exc)
                 continue
@@ -163,14 +178,6 @@ class Worker:
                 self.store.problems.append(str(exc))
                 self.outage.report(self.store)
                 self._idle(1.0)
-                continue
-            if reserved is None:
-                self._flush_bookkeeping()  # normally already applied by the reserve
-                if self.options.interval == 0:
-                    return  # burst mode: queues drained
-                self.children.retire_idle_helper(self._last_job_at)
-                if not self.options.blocking:
-                    self._idle(self.options.interval)
                 continue
             self.outage.back()
             self._process_safely(*reserved)
@@ -182,7 +189,6 @@ class Worker:
         try:
             self.process(queue, item, started)
         except _REDIS_DOWN as exc:  # its record stays: our recovery or the next prune deals with it
-            self._drop_reservation()
             self._redis_outage(exc)
         except Exception as exc:
             self.log.exception("internal error while handling a job; failing it", queue=queue)
@@ -193,18 +199,9 @@ class Worker:
                     payload = wire.readable_payload(item, str(bad))
                 job = jobmod.Job(queue, payload, self.id, item)
                 try:
-                    started = self._confirm_record_after_run(started)
                     self._finish(job, started, jobmod.failure_outcome(exc), begun)
                 except Exception:
                     self.log.exception("could not record the failure; the next prune will", queue=queue)
-        finally:
-            self._drop_reservation()
-
-    def _drop_reservation(self) -> None:
-        """A reservation whose record reply was never read (an error path): free its connection."""
-        if self._reservation is not None:
-            self._reservation.abandon()
-            self._reservation = None
 
     def _reserve(self) -> tuple[str, bytes, int | None] | None:
         queues = self.selection.names()
@@ -216,18 +213,6 @@ class Worker:
         self._title(procline.waiting(",".join(queues)))
         now = time.time()
         run_at = wire.iso_z(now)
-        if self.options.blocking and self.options.interval > 0:
-            self._flush_bookkeeping()
-            timeout = min(self.options.interval, defaults.MAX_BLOCK_SECONDS)
-            reservation = self.store.blocking_reserve(queues, timeout, self.id)
-            self.outage.report(self.store)
-            if reservation is None:
-                return None
-            # The window: the item is out of the queue until the record, sent right behind the
-            # BLPOP's reply, reaches the server; its own reply is read later (_confirm_record).
-            self._reservation = reservation
-            self._record = wire.expected_working_on(reservation.queue, reservation.run_at, reservation.item)
-            return reservation.queue, reservation.item, None
         booked = self._unbooked
         try:
             found = self.store.reserve(queues, self.id, run_at, int(now), finished=booked)
@@ -253,23 +238,23 @@ class Worker:
             payload = wire.decode_payload(item)
         except InvalidPayload as exc:
             job = jobmod.Job(queue, wire.readable_payload(item, str(exc)), self.id, item)
-            self._fail_here(job, self._confirm_record(started), exc, begun)
+            self._fail_here(job, started, exc, begun)
             return
         job = jobmod.Job(queue, payload, self.id, item)
         try:
             target = self.resolver.resolve(job.job_class)
             policies.retry_policy(target)  # a nonsense attribute-form policy fails here, not after the run
         except JobClassNotFound as exc:
-            self._fail_here(job, self._confirm_record(started), exc, begun)
+            self._fail_here(job, started, exc, begun)
             return
         except Exception as exc:  # a nonsense policy, a class that breaks on inspection, …
-            self._fail_here(job, self._confirm_record(started), JobClassNotFound(
+            self._fail_here(job, started, JobClassNotFound(
                 f"Could not load job class {job.job_class}: {type(exc).__name__}: {exc}"), begun)
             return
         if self.inbox.pending or self.shutdown_now:  # a stop signal came in while we reserved
             self._handle_signals()
             if self.shutdown_now:
-                self._give_back(job, self._confirm_record(started))
+                self._give_back(job, started)
                 return
         jobmod.prepare(target)
         slots = self._take_slot(job, target, started)
@@ -285,7 +270,6 @@ class Worker:
         finally:
             if isinstance(slots, str):
                 self._release(lambda: self.store.release_slot(slots, self.id))
-        started = self._confirm_record_after_run(started)
         if not outcome.ok and outcome.exception == "pyresque.DirtyExit":
             self._safe_event("onFailure", DirtyExit(outcome.error), job)
         policy = policies.retry_policy(target)
@@ -314,35 +298,39 @@ class Worker:
         wait for the line (~0.15 ms after an idle spell here)."""
         self.log.info("job started", job_id=job.id, job_class=job.job_class, queue=job.queue, attempt=job.attempt)
 
-    def _confirm_record(self, started: int | None) -> int | None:
-        """``started`` of the job in hand, once its working-on record is acknowledged.
-
-        BLOCKING mode sends the record without waiting (:class:`datastore.Reservation`); this
-        reads its reply, before anything that depends on the record is written."""
-        reservation, self._reservation = self._reservation, None
-        if reservation is None:
-            return started
-        started = reservation.started()
-        self.store.problems.extend(reservation.problems)
-        self.outage.report(self.store)
-        return started
-
-    def _confirm_record_after_run(self, started: int | None) -> int | None:
-        """As :meth:`_confirm_record`, after the job ran: a lost reply must not lose its outcome.
-
-        The record may or may not have been applied, so the bookkeeping becomes a retry (it acts
-        only while the record is this job's) and the status keeps "now" as its start."""
-        try:
-            return self._confirm_record(started)
-        except _REDIS_DOWN as exc:
-            self.outage.down(exc)
-            self._record_unconfirmed = True
-            return int(time.time())
-
     def _bookkeeping(self, final: bool = True) -> Bookkeeping:
-        """The job in hand's bookkeeping, to be filled in; a retry when its record is in doubt."""
-        retry, self._record_unconfirmed = self._record_unconfirmed, False
-        return Bookkeeping(record=self._record, retry=retry, final=final)
+        """The job in hand's bookkeeping, to be filled in (a retry once a reply was lost)."""
+        return Bookkeeping(record=self._record, final=final)
+
+    # -- waiting for work ------------------------------------------------------------------
+    def _still_waiting(self) -> bool:
+        """No reserve yet: BLMOVEs are blocked (a job that arrives ends the wait), or polling mode's
+        interval has not passed (the loop woke for a timer)."""
+        if self.waiter is not None:
+            return self.waiter.pending
+        return time.monotonic() < self._next_poll
+
+    def _wait_for_work(self) -> None:
+        """Every queue is empty: wait for a job (BLMOVE, see :mod:`pyresque.store.waiting`) until
+        the next timer, or sleep the poll interval (BLOCKING=0, or a wait Redis cannot do)."""
+        retire_at = self._last_job_at + self.options.helper_idle
+        until = min(self._next_wake(), retire_at) if retire_at > time.monotonic() else self._next_wake()
+        if self.waiter is not None:
+            try:
+                self.waiter.wait(self.selection.names(), self.options.interval, until, (self.inbox.fds[0],))
+                self.outage.report(self.store)
+                return
+            except WaitUnsupported as exc:
+                self.log.warning("cannot wait for jobs with BLMOVE; polling every INTERVAL instead",
+                                 reason=str(exc), interval=self.options.interval)
+                self.waiter = None
+        if not self._still_waiting():
+            self._next_poll = time.monotonic() + self.options.interval
+        self._idle(max(min(self._next_poll, until) - time.monotonic(), 0.0))
+
+    def _cancel_wait(self) -> None:
+        if self.waiter is not None:
+            self.waiter.cancel()
 
     def _title(self, status: str) -> None:
         procline.set_title(status)
@@ -368,7 +356,6 @@ class Worker:
         lease = float(getattr(target, "concurrency_lease", 3600.0))
         if self.store.acquire_slot(key, self.id, limit, time.time(), lease):
             return key
-        started = self._confirm_record(started)
         self.store.requeue_reserved(self.id, job.queue, job.raw, *self._waiting_status(job, started))
         self.log.debug("concurrency limit reached, job requeued", job_class=job.job_class, limit=limit)
         self._idle(0.05)  # let a slot free up rather than spin on the same job
@@ -425,7 +412,7 @@ class Worker:
             booked.failure_record = wire.encode_failure(wire.build_failure(
                 job.payload, outcome.exception, outcome.error, outcome.backtrace, self.id, job.queue))
         self._unbooked = booked
-        if self.options.blocking or self.shutdown:
+        if self.shutdown:
             self._flush_bookkeeping()
         fields = dict(job_id=job.id, job_class=job.job_class, queue=job.queue,
                       duration=round(time.monotonic() - begun, 6))
@@ -462,7 +449,7 @@ class Worker:
                 self.log.info("shutting down after the current job", signal=name)
                 self.shutdown = True
             elif action is signals.Action.SHUTDOWN_NOW:
-                self.log.info("shutting down now", signal=name)
+                self.log.info("shutting down now", signal=name, **signals.hint(signum))
                 self.shutdown = self.shutdown_now = True
                 self._kill_jobs()
             elif action is signals.Action.KILL_CHILD:
@@ -490,8 +477,10 @@ class Worker:
             seconds = min(seconds, 1.0)
         self.inbox.wait(seconds)
 
-    # -- heartbeat, pruning, outages -------------------------------------------------------
-    def _maybe_heartbeat(self) -> None:
+    # -- heartbeat, pruning, delayed jobs, outages ------------------------------------------
+    def _run_timers(self) -> None:
+        if self.duty is not None:
+            self.duty.run_if_due()
         if time.monotonic() < self._next_beat:
             return
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
@@ -501,13 +490,13 @@ class Worker:
         """While a child runs: the loop's own timers, at each wake of the supervisor's watch."""
         self._check_supervisor()
         try:
-            self._maybe_heartbeat()
+            self._run_timers()
         except _REDIS_DOWN as exc:
             self.outage.down(exc)
 
     def _next_wake(self) -> float:
-        """When :meth:`_between_wakes` next has work: the heartbeat, or the master check."""
-        due = self._next_beat
+        """When :meth:`_between_wakes` next has work: the heartbeat, delayed jobs, the master check."""
+        due = self._next_beat if self.duty is None else min(self._next_beat, self.duty.due)
         if self.options.supervisor_pid is not None:
             due = min(due, time.monotonic() + 1.0)  # notice a dead master within a second
         return due
@@ -519,6 +508,8 @@ class Worker:
     def _heartbeat(self) -> None:
         if not self.store.heartbeat(self.id):
             self.log.warning("this worker's registration vanished (Redis restarted?): registering again")
+            if self.waiter is not None:
+                self.waiter.forget_registration()
             self.register()
 
     def _redis_outage(self, exc: BaseException) -> None:
@@ -586,7 +577,9 @@ class Worker:
 
     def unregister(self) -> None:
         """Ruby's unregister; a job still recorded as running is failed first (DirtyExit), or
-        requeued if its class allows it, exactly as a prune would."""
+        requeued if its class allows it, exactly as a prune would; a job parked by a wait goes back."""
+        if self.waiter is not None:
+            self.waiter.close()
         self.pruner.prune_worker(self.id, heartbeat_expired=False, quiet=True)
         self._registered = False
 

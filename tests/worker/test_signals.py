@@ -103,6 +103,7 @@ def _stop_now(redis_url, r, tmp_path, signum):
         assert _unregistered(r, ids)
     finally:
         worker.stop()
+    return worker.log()
 
 
 def test_term_kills_the_child_records_dirty_exit_and_exits(redis_url, r, tmp_path):
@@ -110,7 +111,8 @@ def test_term_kills_the_child_records_dirty_exit_and_exits(redis_url, r, tmp_pat
 
 
 def test_int_behaves_like_term(redis_url, r, tmp_path):
-    _stop_now(redis_url, r, tmp_path, signal.SIGINT)
+    log = _stop_now(redis_url, r, tmp_path, signal.SIGINT)
+    assert "QUIT (Ctrl-" in log and "finishes it first" in log  # Ctrl-C says how not to kill the job
 
 
 def test_usr1_kills_the_child_and_keeps_working(redis_url, r, tmp_path):
@@ -244,3 +246,5 @@ def test_pause_all_workers_key_is_honoured(redis_url, r, tmp_path):
         assert resque.status(job_id).status == 1
         r.delete("resque:pause-all-workers")
         wait_for(lambda: resque.status(job_id).status == 4, what="job after unpause")
+        log = worker.log()
+        assert "paused: pause-all-workers is set" in log and "resuming: pause-all-workers was cleared" in log
