@@ -1,7 +1,8 @@
 """The ``pyresque`` command: parse options, delegate to the API, print results.
 
 Exit codes: 0 success; 1 the operation failed (Redis unreachable, unknown job id, job failed
-under ``status --watch``); 2 bad input (an option, an argument, a queue name).
+under ``status --watch``); 2 bad input (an option, an argument, a queue name); 130 a
+``--watch`` stopped by Ctrl-C.
 """
 
 from __future__ import annotations
