@@ -211,6 +211,7 @@ def test_a_failed_jobs_status_and_wait_give_its_error(redis_url, r, tmp_path, bl
 
     resque = Resque(redis_url)
     ok = resque.enqueue("default", "PHP_Job", {"n": 1})
+    resque.enqueue("default", "FailJob", "untracked", track=False)  # runs first: no status, so no summary
     bad = resque.enqueue("default", "FailJob", "boom: the disk is full")
     with WorkerProcess(redis_url, tmp_path, BLOCKING=blocking):
         assert resque.wait(ok, timeout=30)["args"] == {"n": 1}
@@ -221,6 +222,7 @@ def test_a_failed_jobs_status_and_wait_give_its_error(redis_url, r, tmp_path, bl
     assert str(failed.value) == f"job {bad} failed: RuntimeError: boom: the disk is full"
     assert re.match(PACKET, r.get(f"resque:job:{bad}:status").decode())
     side = f"resque:pyresque_failure:{bad}"
+    assert r.keys("resque:pyresque_failure:*") == [side.encode()] and r.llen("resque:failed") == 2
     assert 86390 < r.ttl(side) <= 86400 and 86390 < r.ttl(f"resque:job:{bad}:status") <= 86400
     r.delete("resque:failed")  # the summary alone answers: no search of the failed list
     error = resque.status(bad).error
