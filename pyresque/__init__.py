@@ -13,22 +13,25 @@ from .exceptions import (
     InvalidQueueName,
     InvalidStatus,
     JobClassNotFound,
+    JobFailed,
     JobTerminated,
     JobTimeout,
     KeyTypeError,
     PyresqueError,
     RedisUnavailable,
+    UnknownJob,
+    WaitTimeout,
 )
 from .jobs.hooks import listen
 from .jobs.policies import limit_concurrency, retry, timeout, unique
 from .jobs.resolver import register
-from .wire.payload import COMPLETE, FAILED, RUNNING, WAITING, StatusPacket
+from .wire.payload import COMPLETE, FAILED, RUNNING, WAITING, JobError, StatusPacket
 
 __version__ = "0.1.0"
 
 __all__ = [
     # producing jobs and reading their status
-    "Resque", "QueuedJob", "StatusPacket", "WAITING", "RUNNING", "FAILED", "COMPLETE",
+    "Resque", "QueuedJob", "StatusPacket", "JobError", "WAITING", "RUNNING", "FAILED", "COMPLETE",
     "enqueue_at", "enqueue_in", "delay_payload", "InvalidDelay",
     # defining jobs
     "register", "listen", "retry", "timeout", "unique", "limit_concurrency",
@@ -37,7 +40,7 @@ __all__ = [
     # errors
     "PyresqueError", "ConfigurationError", "InvalidQueueName", "InvalidPayload", "InvalidStatus",
     "JobClassNotFound", "DontPerform", "DontCreate", "DirtyExit", "JobTimeout", "JobTerminated",
-    "RedisUnavailable", "KeyTypeError",
+    "RedisUnavailable", "KeyTypeError", "JobFailed", "WaitTimeout", "UnknownJob",
     "__version__",
 ]
 

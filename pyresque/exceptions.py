@@ -61,3 +61,34 @@ class JobTerminated(PyresqueError):
 class KeyTypeError(PyresqueError):
     """A Redis key holds another type than the one Resque keeps there (another program wrote
     it); the write that needed it was not made, not half made."""
+
+
+class UnknownJob(PyresqueError, LookupError):
+    """No status for that job id: never tracked (Ruby shape, ``track=False``), or expired."""
+
+    def __init__(self, job_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"job {job_id} is not tracked: unknown id, enqueued without tracking, or "
+                                    f"its status expired")
+        self.job_id = job_id
+
+
+class JobFailed(PyresqueError):
+    """The job ended FAILED. ``exception`` and ``message`` are its failure record's (``None``
+    when no record was found: one written long ago, removed, or status set by hand)."""
+
+    def __init__(self, job_id: str, exception: str | None, message: str | None) -> None:
+        why = f"{exception}: {message}" if exception and message else exception or message
+        super().__init__(f"job {job_id} failed: {why}" if why else f"job {job_id} failed (no failure record found)")
+        self.job_id = job_id
+        self.exception = exception
+        self.message = message
+
+
+class WaitTimeout(PyresqueError, TimeoutError):
+    """The job did not reach a final state within the time given; ``status`` is its last state."""
+
+    def __init__(self, job_id: str, timeout: float, status: str) -> None:
+        super().__init__(f"job {job_id} is still {status} after {timeout:g} s")
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status = status

@@ -20,13 +20,21 @@ from typing import Any, Callable, Iterable, Sequence
 import redis
 
 from . import defaults
-from .exceptions import DontCreate, InvalidPayload, InvalidStatus
+from .exceptions import DontCreate, InvalidPayload, InvalidStatus, JobFailed, UnknownJob, WaitTimeout
 from .jobs import hooks, policies
 from .jobs.resolver import lookup
 from .store.connection import RedisSettings
 from .store.datastore import DataStore
 from .wire import payload as wire
 from .wire.keys import Keys
+
+#: How many of the newest failure records ``status`` searches for a failed job's record when no
+#: pyresque worker left its summary (a php-resque or Ruby worker failed it).
+FAILURE_SEARCH = 1000
+
+#: ``wait``'s polling: first pause, and the longest (the pause doubles in between).
+WAIT_POLL_START = 0.005
+WAIT_POLL_CAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -161,18 +169,66 @@ class Resque:
     def status(self, job_id: str, status_prefix: str = "") -> wire.StatusPacket | None:
         """The job's status packet, or ``None`` when it is not tracked (or has expired).
 
-        Raises :class:`InvalidStatus` when the key holds something that is not a packet.
+        A FAILED packet comes with ``error`` (:class:`~pyresque.wire.payload.JobError`: exception
+        class and message), from the summary a pyresque worker writes beside the status, else from
+        the newest of the last :data:`FAILURE_SEARCH` failure records with this id (php/Ruby
+        workers); ``None`` when neither has it. Raises :class:`InvalidStatus` when the key holds
+        something that is not a packet.
         """
-        raw = self.store.get_status(self.keys.status(job_id, status_prefix))
+        raw, summary = self.store.get_status_and_failure(self.keys.status(job_id, status_prefix))
         if raw is None:
             return None
-        return wire.decode_status(raw)
+        packet = wire.decode_status(raw)
+        if packet.status != wire.FAILED:
+            return packet
+        error = wire.decode_failure_summary(summary, packet.updated) or self._failure_in_list(job_id, status_prefix)
+        return packet._replace(error=error)
+
+    def _failure_in_list(self, job_id: str, status_prefix: str) -> wire.JobError | None:
+        """The newest failure record of that job among the last ``FAILURE_SEARCH``; bytes that do
+        not even contain the id are not decoded, so the search costs little beyond the reads."""
+        needle = job_id.encode("utf-8", "surrogateescape")
+        for raw in self.store.recent_failures(FAILURE_SEARCH):
+            if needle in raw:
+                record = wire.decode_failure(raw)
+                if record is not None and wire.failure_of_job(record, job_id, status_prefix):
+                    return wire.job_error(record)
+        return None
+
+    def wait(self, job_id: str, timeout: float | None = None, status_prefix: str = "") -> Any:
+        """Block until the job is final; return its result (COMPLETE), else raise.
+
+        Raises :class:`~pyresque.JobFailed` (its exception class and message) when it failed,
+        :class:`~pyresque.WaitTimeout` (a :class:`TimeoutError`) after ``timeout`` seconds
+        (``None``: wait as long as it takes), and :class:`~pyresque.UnknownJob` when the id has
+        no status (not tracked, or expired). Polls the status key, from every 5 ms up to every
+        250 ms: a quick job answers quickly, a slow one costs a few commands a second.
+        """
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        pause = WAIT_POLL_START
+        while True:
+            packet = self.status(job_id, status_prefix)
+            if packet is None:
+                raise UnknownJob(job_id)
+            if packet.status == wire.COMPLETE:
+                return packet.result
+            if packet.status == wire.FAILED:
+                error = packet.error
+                raise JobFailed(job_id, error.exception if error else None, error.message if error else None)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(job_id, timeout or 0.0, packet.name)
+                pause = min(pause, left)
+            time.sleep(pause)
+            pause = min(pause * 2, WAIT_POLL_CAP)
 
     def update_status(self, job_id: str, status: int, result: Any = None, status_prefix: str = "") -> bool:
         """Set a tracked job's status (php's rule: only when the key exists); keeps ``started``."""
         key = self.keys.status(job_id, status_prefix)
         try:
-            current = self.status(job_id, status_prefix)
+            raw = self.store.get_status(key)
+            current = wire.decode_status(raw) if raw is not None else None
         except InvalidStatus:
             current = None
         now = int(time.time())

@@ -196,3 +196,114 @@ def test_a_result_with_a_lone_surrogate_is_stored_readable():
     from pyresque.wire import payload as wire
 
     assert json.loads(wire.encode_result({"r": "x\ud800"})) == {"r": "x\\ud800"}
+
+
+# -- answers: a failed job's error, and waiting for a result -----------------------------------
+PACKET = r'^\{"status":3,"updated":\d+,"started":\d+,"result":null\}$'  # php-resque's bytes, nothing added
+
+
+@pytest.mark.parametrize("blocking", ["0", "1"], ids=["polling", "blocking"])
+def test_a_failed_jobs_status_and_wait_give_its_error(redis_url, r, tmp_path, blocking):
+    import re
+
+    from pyresque import JobError, JobFailed
+    from support import WorkerProcess
+
+    resque = Resque(redis_url)
+    ok = resque.enqueue("default", "PHP_Job", {"n": 1})
+    resque.enqueue("default", "FailJob", "untracked", track=False)  # runs first: no status, so no summary
+    bad = resque.enqueue("default", "FailJob", "boom: the disk is full")
+    with WorkerProcess(redis_url, tmp_path, BLOCKING=blocking):
+        assert resque.wait(ok, timeout=30)["args"] == {"n": 1}
+        with pytest.raises(JobFailed) as failed:
+            resque.wait(bad, timeout=30)
+    assert (failed.value.job_id, failed.value.exception, failed.value.message) == \
+        (bad, "RuntimeError", "boom: the disk is full")
+    assert str(failed.value) == f"job {bad} failed: RuntimeError: boom: the disk is full"
+    assert re.match(PACKET, r.get(f"resque:job:{bad}:status").decode())
+    side = f"resque:pyresque_failure:{bad}"
+    assert r.keys("resque:pyresque_failure:*") == [side.encode()] and r.llen("resque:failed") == 2
+    assert 86390 < r.ttl(side) <= 86400 and 86390 < r.ttl(f"resque:job:{bad}:status") <= 86400
+    r.delete("resque:failed")  # the summary alone answers: no search of the failed list
+    error = resque.status(bad).error
+    assert isinstance(error, JobError) and str(error) == "RuntimeError: boom: the disk is full"
+    assert error.queue == "default" and error.worker.endswith(":default") and error.failed_at.endswith(" UTC")
+    assert resque.status(ok).error is None and not r.exists(f"resque:pyresque_failure:{ok}")
+
+
+def test_a_php_or_ruby_workers_failure_is_found_in_the_failed_list(r, resque):
+    """php-resque and Ruby write no summary: the newest records are searched, by payload id."""
+    vectors.load_state(r, vectors.state(vectors.load("php-resque-v1.3.6/c_job_exception"), "after_error_failure"))
+    first, second = "d903e9e69d194b33880afd3d39a2ff61", "030f2e426e77a331dca75a08e0785787"
+    from pyresque.wire import payload as wire
+
+    filler = wire.encode_failure(wire.build_failure({"class": "X", "args": [first]}, "E", "not it", [], "w", "q"))
+    r.rpush("resque:failed", *[filler] * 250)  # the id in the bytes but not as the payload's id: pages cross
+    assert str(resque.status(first).error) == "RuntimeException: boom from PHP_FailJob"
+    assert resque.status(second).error.exception == "DivisionByZeroError"
+    assert resque.status(second).error.worker == "vm:2508:default"
+    prefixed = f"resque:job:tenant_{first}:status"
+    r.set(prefixed, r.get(f"resque:job:{first}:status"))
+    assert resque.status(first, "tenant").error is None  # another job: same id, other prefix
+
+    r.rpush("resque:failed", *[filler] * 1000)  # now past the bounded search
+    assert resque.status(first).status == FAILED and resque.status(first).error is None
+
+
+def test_a_summary_of_another_failure_of_the_same_id_is_not_believed(r, resque):
+    r.set("resque:job:abc:status", '{"status":3,"updated":1795323200,"started":1795323100,"result":null}')
+    r.set("resque:pyresque_failure:abc", '{"exception":"Old","error":"from before","updated":1795320000}')
+    r.rpush("resque:failed", json.dumps({"failed_at": "2026/11/22 04:53:20 UTC", "exception": "New",
+                                         "error": "this time", "payload": {"class": "A", "args": [], "id": "abc"}}))
+    assert str(resque.status("abc").error) == "New: this time"
+    r.set("resque:pyresque_failure:abc", '{"exception":"Now","error":"right","updated":1795323200}')
+    assert str(resque.status("abc").error) == "Now: right"
+    r.delete("resque:pyresque_failure:abc")
+    r.hset("resque:pyresque_failure:abc", "a", "b")  # another program's value: ignored, never an error
+    assert str(resque.status("abc").error) == "New: this time"
+
+
+def test_wait_times_out_and_refuses_unknown_ids(r, resque):
+    from pyresque import JobFailed, UnknownJob, WaitTimeout
+
+    job_id = resque.enqueue("default", "PHP_Job", {})
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout, match=f"job {job_id} is still waiting after 0.3 s") as timed_out:
+        resque.wait(job_id, timeout=0.3)
+    assert isinstance(timed_out.value, TimeoutError) and time.monotonic() - started >= 0.3
+    with pytest.raises(UnknownJob, match="not tracked"):
+        resque.wait("0123456789abcdef0123456789abcdef", timeout=5)
+    untracked = resque.enqueue("default", "PHP_Job", {}, track=False)
+    with pytest.raises(UnknownJob):
+        resque.wait(untracked)
+
+    def finish_soon():
+        time.sleep(0.2)
+        resque.update_status(job_id, COMPLETE, [1, "two"])
+
+    thread = threading.Thread(target=finish_soon)
+    thread.start()
+    assert resque.wait(job_id, timeout=10) == [1, "two"]
+    thread.join()
+    resque.update_status(job_id, FAILED)  # by hand: no failure record anywhere
+    with pytest.raises(JobFailed, match="no failure record found") as failed:
+        resque.wait(job_id)
+    assert failed.value.exception is None
+
+
+def test_wait_polls_with_a_backoff_not_a_busy_loop(r, resque, monkeypatch):
+    from pyresque import WaitTimeout
+
+    job_id = resque.enqueue("default", "PHP_Job", {})
+    now, pauses = [0.0], []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    with pytest.raises(WaitTimeout):
+        resque.wait(job_id, timeout=2)
+    assert pauses[:4] == [0.005, 0.01, 0.02, 0.04] and max(pauses) == 0.25 and len(pauses) < 20
+    assert sum(pauses) == pytest.approx(2.0)

@@ -3,7 +3,7 @@
 Records are the ones every implementation writes: ``{"failed_at", "payload", "exception",
 "error", "backtrace", "worker", "queue"}``, plus ``"retried_at"`` once retried. Operations follow
 Ruby's ``Resque::Failure`` (index-based; a retried record stays in the list, marked with
-``retried_at``), with two differences:
+``retried_at``), with these differences:
 
 1. Every change names the record by its exact bytes as well as its index. A record that moved
    because the list changed underneath (resque-web's race) is found again by content; one that
@@ -12,6 +12,11 @@ Ruby's ``Resque::Failure`` (index-based; a retried record stays in the list, mar
    a fresh ``queue_time`` and its status reset to WAITING, so php's status API follows the retry
    (Ruby's requeue drops the id, vector h3). A job without an id goes back in Ruby's bare
    ``{"class","args"}``, byte for byte what Ruby's requeue writes.
+3. A record already retried (``retried_at`` set, by pyresque, Ruby or resque-web) is not retried
+   again unless asked (``again=True``): Ruby's rule enqueues the job once more, silently. A
+   retry may move the record out instead (``remove=True``, or ``PYRESQUE_FAILED_RETRY=remove``):
+   the job is pushed and its record deleted in one step. Each retry after the first keeps the
+   earlier times in ``retried_before`` (the first one is written byte for byte as Ruby's).
 
 The list is only ever edited in place (LSET, or LREM of one record) and never LPUSHed, trimmed
 or reordered, so failures that workers append meanwhile are never lost.
@@ -21,12 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Union
 
-from ..exceptions import InvalidPayload, InvalidQueueName, PyresqueError
+from ..exceptions import ConfigurationError, InvalidPayload, InvalidQueueName, PyresqueError
 from ..wire import payload as wire
 
 if TYPE_CHECKING:
@@ -45,6 +51,10 @@ ATTEMPTS = 10
 SHORT_DIGEST = 8
 MIN_DIGEST = 6
 
+#: Whether a retry keeps the record, marked ``retried_at`` (``keep``, Ruby's rule, the default),
+#: or moves it out of the list (``remove``); ``retry(remove=...)`` overrides it.
+RETRY_MODE_ENV = "PYRESQUE_FAILED_RETRY"
+
 
 class FailedJobNotFound(PyresqueError, LookupError):
     """No failure record at that index."""
@@ -56,6 +66,11 @@ class FailedJobChanged(PyresqueError):
 
 class NotRetryable(PyresqueError):
     """The record holds no job that can be pushed again (not JSON, no class, bad queue)."""
+
+
+class AlreadyRetried(PyresqueError):
+    """The record was retried before (``retried_at``): retrying it again enqueues its job once
+    more, so it is done only when asked (``again=True``)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,24 @@ class FailedJob:
         return self._text("retried_at")
 
     @property
+    def retried_before(self) -> list[str]:
+        """The times of earlier retries, oldest first, when pyresque retried it more than once."""
+        value = self.record.get("retried_before") if self.record else None
+        return [str(when) for when in value] if isinstance(value, list) else []
+
+    @property
+    def attempt(self) -> int:
+        """Which run of the job failed here (pyresque's ``@retry`` counts them; 1 otherwise)."""
+        return wire.attempt_of(self.payload) if self.payload else 1
+
+    @property
+    def retry_history(self) -> list[dict[str, Any]]:
+        """The earlier runs' failures (``attempt``, ``failed_at``, ``exception``, ``error``), oldest
+        first, as ``@retry`` recorded them in the payload."""
+        value = self.payload.get("retry_history") if self.payload else None
+        return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+
+    @property
     def failed_time(self) -> float | None:
         """``failed_at`` as a Unix time; ``None`` when missing or in no known format."""
         text = self.failed_at
@@ -150,11 +183,14 @@ class FailedJob:
             return [str(line) for line in value]
         return [] if value is None else [str(value)]
 
-    def matches(self, queue: str | None = None, job_class: str | None = None, since: float | None = None) -> bool:
+    def matches(self, queue: str | None = None, job_class: str | None = None, since: float | None = None,
+                job_id: str | None = None) -> bool:
         """Whether the record passes every given filter; an entry that is not JSON passes none."""
-        if queue is None and job_class is None and since is None:
+        if queue is None and job_class is None and since is None and job_id is None:
             return True
         if self.record is None:
+            return False
+        if job_id is not None and self.job_id != job_id:
             return False
         if queue is not None and self.queue != queue:
             return False
@@ -180,6 +216,7 @@ class BulkResult:
     done: int = 0
     gone: int = 0  # matched when read, but removed or changed by someone else before acting
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (index, reason)
+    already_retried: int = 0  # left alone: retried before, and ``again`` was not given
 
 
 Target = Union[int, FailedJob]
@@ -235,6 +272,7 @@ class FailedJobs:
         job_class: str | None = None,
         since: float | datetime | None = None,
         limit: int | None = None,
+        job_id: str | None = None,
     ) -> List[FailedJob]:
         """Matching records in list order (oldest first); with ``limit``, the newest ``limit``.
 
@@ -246,22 +284,43 @@ class FailedJobs:
         since_ts = _timestamp(since)
         newest_first: List[FailedJob] = []
         for job in self._scan_from_end():
-            if job.matches(queue, job_class, since_ts):
+            if job.matches(queue, job_class, since_ts, job_id):
                 newest_first.append(job)
                 if limit is not None and len(newest_first) >= limit:
                     break
         newest_first.reverse()
         return newest_first
 
-    # -- acting on one record ------------------------------------------------------------------
-    def retry(self, target: Target) -> FailedJob:
-        """Push the job again and mark the record ``retried_at`` (it stays in the list).
+    def by_id(self, job_id: str) -> FailedJob:
+        """The newest record of the job with that php-resque id (a job may have failed more than
+        once: :meth:`list` with ``job_id`` gives them all)."""
+        if not isinstance(job_id, str) or not job_id:
+            raise ValueError(f"a job id is a non-empty string, got {job_id!r}")
+        found = self.list(job_id=job_id, limit=1)
+        if not found:
+            raise FailedJobNotFound(f"no failed job with id {job_id} in the failed list")
+        return found[0]
 
-        Returns the record as it is now: its current index, and the bytes with ``retried_at``.
+    # -- acting on one record ------------------------------------------------------------------
+    def retry(self, target: Target, *, remove: bool | None = None, again: bool = False) -> FailedJob:
+        """Push the job again and mark the record ``retried_at`` (it stays in the list), or with
+        ``remove`` delete the record in the same step (``None``: as ``PYRESQUE_FAILED_RETRY``
+        says, else keep). Raises :class:`AlreadyRetried` for a record retried before, unless
+        ``again``.
+
+        Returns the record as it is now (its current index, and the bytes with ``retried_at``),
+        or as it was when removed.
         """
         job = self._resolve(target)
+        if job.retried_at is not None and not again:
+            raise AlreadyRetried(f"failed job {job.describe()} was already retried at {job.retried_at}: retrying "
+                                 f"it again enqueues it once more: give --again (Python: again=True) to do so")
+        remove = retry_removes() if remove is None else remove
         record, queue, item, status_key, packet = self._retry_plan(job, time.time())
-        index = self._follow(job, lambda i: self.store.requeue_failed(i, job.raw, record, queue, item, status_key, packet))
+        index = self._follow(job, lambda i: self.store.requeue_failed(i, job.raw, record, queue, item, status_key,
+                                                                      packet, remove))
+        if remove:
+            return replace(job, index=index)
         return FailedJob.read(index, record.encode("utf-8"))
 
     def remove(self, target: Target) -> FailedJob:
@@ -271,13 +330,16 @@ class FailedJobs:
         return replace(job, index=index)
 
     # -- bulk ----------------------------------------------------------------------------------
-    def retry_all(self, queue: str | None = None, job_class: str | None = None) -> BulkResult:
+    def retry_all(self, queue: str | None = None, job_class: str | None = None, *, remove: bool | None = None,
+                  again: bool = False) -> BulkResult:
         """Retry every record (or those of a queue and/or class), like Ruby's ``requeue_all``.
 
-        As in Ruby, a record already retried is retried again; records that are not jobs are
-        skipped and reported.
+        Unlike Ruby, a record already retried is left alone and counted (``already_retried``)
+        unless ``again``; records that are not jobs are skipped and reported. ``remove`` as in
+        :meth:`retry`.
         """
-        return self._bulk(self.retry, queue, job_class)
+        remove = retry_removes() if remove is None else remove
+        return self._bulk(lambda job: self.retry(job, remove=remove, again=again), queue, job_class)
 
     def remove_where(self, queue: str | None = None, job_class: str | None = None) -> BulkResult:
         """Delete the records of a queue and/or class (use :meth:`clear` for all of them)."""
@@ -348,6 +410,10 @@ class FailedJobs:
         except (InvalidPayload, ValueError) as exc:  # UnicodeEncodeError is a ValueError
             raise NotRetryable(f"failed job {job.describe()}: its arguments cannot be written back: {exc}") from None
         updated = dict(record)
+        earlier = record.get("retried_at")
+        if isinstance(earlier, str):  # a retry again: the earlier times stay, retried_at stays last
+            del updated["retried_at"]
+            updated["retried_before"] = job.retried_before + [earlier]
         updated["retried_at"] = wire.failed_at(now)  # Ruby sets it in place, or appends it
         return _encode_record(updated), queue, item, status_key, packet
 
@@ -361,6 +427,8 @@ class FailedJobs:
                 act(job)
             except FailedJobChanged:
                 result.gone += 1
+            except AlreadyRetried:
+                result.already_retried += 1
             except NotRetryable as exc:
                 result.skipped.append((job.index, str(exc)))
             else:
@@ -389,6 +457,15 @@ class FailedJobs:
             end = start - 1
 
 
+def retry_removes() -> bool:
+    """What ``PYRESQUE_FAILED_RETRY`` asks of a retry: True for ``remove``, False for ``keep``
+    (the default, Ruby's rule). Any other value is refused, not guessed at."""
+    value = os.environ.get(RETRY_MODE_ENV, "keep").strip().lower() or "keep"
+    if value not in ("keep", "remove"):
+        raise ConfigurationError(f"{RETRY_MODE_ENV} must be 'keep' or 'remove', not {os.environ[RETRY_MODE_ENV]!r}")
+    return value == "remove"
+
+
 def _check_index(index: Any) -> None:
     if not isinstance(index, int) or isinstance(index, bool) or index < 0:
         raise ValueError(f"a failed-list index is a non-negative integer, got {index!r}")
@@ -414,5 +491,6 @@ def _encode_record(record: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "BulkResult", "FailedJob", "FailedJobChanged", "FailedJobNotFound", "FailedJobs", "NotRetryable",
+    "AlreadyRetried", "BulkResult", "FailedJob", "FailedJobChanged", "FailedJobNotFound", "FailedJobs",
+    "NotRetryable", "RETRY_MODE_ENV", "retry_removes",
 ]

@@ -3,10 +3,11 @@ two printers (text and JSON) every command writes its output with."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import click
 import redis
@@ -82,6 +83,21 @@ def handle_errors(func: F) -> F:
             raise Failure(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it): never 1,
+#: which says the operation failed (``status --watch``: the job failed).
+INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def exit_130_on_ctrl_c() -> Iterator[None]:
+    """Ctrl-C ends a ``--watch`` loop quietly, with :data:`INTERRUPTED` (click would say
+    "Aborted!" and exit 1)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SystemExit(INTERRUPTED) from None
 
 
 def connection_options(func: F) -> F:

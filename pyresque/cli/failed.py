@@ -1,9 +1,9 @@
 """``pyresque failed …``: list, show, retry, remove and clear failed jobs (see ``failure.py``).
 
 Indices are positions in Resque's ``failed`` list (0 = oldest), as resque-web numbers them.
-``failed list`` prints each record's digest; ``--digest`` on ``retry``/``remove``/``show`` makes
-the command act on that record even if the list shifted since it was listed, and refuse if the
-record is gone or was changed.
+``failed list`` prints each record's digest and job id; ``--digest`` on ``retry``/``remove``/``show``
+makes the command act on that record even if the list shifted since it was listed, and refuse if
+the record is gone or was changed; ``--id`` names the newest record of a php-resque job id instead.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..admin.failed import BulkResult, FailedJob, FailedJobs
+from ..admin.failed import RETRY_MODE_ENV, BulkResult, FailedJob, FailedJobs
 from ..wire import payload as wire
 from .common import UsageProblem, connection_options, echo, handle_errors, json_line, open_resque
 
@@ -81,6 +81,20 @@ def parse_index(text: str) -> int:
     return int(text)
 
 
+#: What ``failed show`` prints of a long field (args, error, backtrace) without ``--full``, in bytes.
+SHOW_LIMIT = 2000
+
+
+def _clip(text: str, full: bool, limit: int = SHOW_LIMIT) -> tuple[str, str]:
+    """``text`` cut to ``limit`` UTF-8 bytes (on a character boundary), and the note that says so."""
+    data = text.encode("utf-8", "surrogateescape")
+    if full or len(data) <= limit:
+        return text, ""
+    shown = data[:limit].decode("utf-8", "ignore")
+    rest = len(data) - len(shown.encode("utf-8", "surrogateescape"))
+    return shown, f"({rest} more bytes; --full shows all)"
+
+
 def _check_digest(digest: str | None, index: int | None) -> None:
     if digest is None:
         return
@@ -88,6 +102,28 @@ def _check_digest(digest: str | None, index: int | None) -> None:
         raise UsageProblem("--digest goes with an INDEX")
     if not re.fullmatch(r"[0-9a-fA-F]{6,40}", digest.strip()):
         raise UsageProblem(f"--digest must be 6 to 40 hex characters (as 'failed list' shows), got {digest!r}")
+
+
+def _position(index: str | None, job_id: str | None, digest: str | None, required: bool = True) -> int | None:
+    """INDEX (with its --digest) or --id: one of them names the record."""
+    if index is not None and job_id is not None:
+        raise UsageProblem("give INDEX or --id, not both")
+    if job_id is not None and digest is not None:
+        raise UsageProblem("--digest goes with an INDEX, not with --id")
+    if job_id is not None and not job_id.strip():
+        raise UsageProblem("--id needs a job id")
+    if required and index is None and job_id is None:
+        raise UsageProblem("give INDEX or --id")
+    position = None if index is None else parse_index(index)
+    _check_digest(digest, position)
+    return position
+
+
+def _target(jobs: FailedJobs, position: int | None, digest: str | None, job_id: str | None) -> FailedJob:
+    if job_id is not None:
+        return jobs.by_id(job_id)
+    assert position is not None
+    return _locate(jobs, position, digest)
 
 
 def _locate(jobs: FailedJobs, index: int, digest: str | None) -> FailedJob:
@@ -99,8 +135,8 @@ def _locate(jobs: FailedJobs, index: int, digest: str | None) -> FailedJob:
         raise UsageProblem(str(exc)) from None
 
 
-def _moved(job: FailedJob, index: int) -> str:
-    return "" if job.index == index else f" (it had moved from index {index} to {job.index})"
+def _moved(job: FailedJob, index: int | None) -> str:
+    return "" if index is None or job.index == index else f" (it had moved from index {index} to {job.index})"
 
 
 def _when(job: FailedJob) -> str:
@@ -111,14 +147,14 @@ def _when(job: FailedJob) -> str:
 
 
 def _doc(job: FailedJob) -> dict[str, Any]:
-    doc: dict[str, Any] = {"index": job.index, "digest": job.short_digest, "record": job.record}
+    doc: dict[str, Any] = {"index": job.index, "digest": job.short_digest, "id": job.job_id, "record": job.record}
     if job.record is None:
         doc.update(wire.raw_payload_record(job.raw))  # "raw", and "raw_base64" when not UTF-8
     return doc
 
 
 def _one_line(job: FailedJob) -> str:
-    head = f"{job.index:>4}  {job.short_digest}"
+    head = f"{job.index:>4}  {job.short_digest}  {job.job_id or '-'}"
     if job.record is None:
         return f"{head}  (not JSON) {job.raw[:160]!r}"
     error = (job.error or "").splitlines()[0] if job.error else ""
@@ -132,6 +168,10 @@ def _one_line(job: FailedJob) -> str:
 
 def _bulk_summary(verb: str, result: BulkResult) -> None:
     echo(f"{verb} {result.done} failed job{'s' if result.done != 1 else ''}")
+    if result.already_retried:
+        many = result.already_retried != 1
+        echo(f"left {result.already_retried} failed job{'s' if many else ''} alone: {'they were' if many else 'it was'} "
+             f"retried before (--again retries {'them' if many else 'it'} once more)")
     if result.gone:
         echo(f"{result.gone} matching record{'s were' if result.gone != 1 else ' was'} removed or changed "
                    f"by someone else meanwhile and left alone")
@@ -151,16 +191,18 @@ def _bulk_selectors(index: int | None, selected: bool, what: str) -> None:
 @click.option("--class", "job_class", default=None, help="Only failures of this job class.")
 @click.option("--since", default=None, help="Only failures since a time: 2h, 30m, 1d, or an ISO date/time (UTC).")
 @click.option("-n", "--limit", default=None, type=click.IntRange(min=1), help="Only the newest N matches.")
+@click.option("--id", "job_id", default=None, help="Only the failures of the job with this id.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per record.")
 @connection_options
 @handle_errors
-def list_failed(queue: str | None, job_class: str | None, since: str | None, limit: int | None, as_json: bool,
-                redis_url: str | None, prefix: str | None) -> None:
-    """List failed jobs, oldest first: index, digest, time, queue, class, exception: error."""
+def list_failed(queue: str | None, job_class: str | None, since: str | None, limit: int | None, job_id: str | None,
+                as_json: bool, redis_url: str | None, prefix: str | None) -> None:
+    """List failed jobs, oldest first: index, digest, job id, time, queue, class, exception: error."""
     since_ts = parse_since(since) if since is not None else None
     if queue is not None:
         wire.validate_queue_name(queue)
-    jobs = FailedJobs(open_resque(redis_url, prefix)).list(queue=queue, job_class=job_class, since=since_ts, limit=limit)
+    jobs = FailedJobs(open_resque(redis_url, prefix)).list(queue=queue, job_class=job_class, since=since_ts, limit=limit,
+                                                           job_id=job_id)
     for job in jobs:
         echo(json_line(_doc(job)) if as_json else _one_line(job))
     if not jobs and not as_json:
@@ -168,87 +210,126 @@ def list_failed(queue: str | None, job_class: str | None, since: str | None, lim
 
 
 @failed.command()
-@click.argument("index", metavar="INDEX")
+@click.argument("index", required=False, metavar="[INDEX]")
+@click.option("--id", "job_id", default=None, help="The newest failure of the job with this id, instead of INDEX.")
 @click.option("--digest", default=None, help="The record's digest from 'failed list'; follow it if it moved.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--full", is_flag=True, help=f"Print long fields whole (else each is cut at {SHOW_LIMIT} bytes).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (always whole).")
 @connection_options
 @handle_errors
-def show(index: str, digest: str | None, as_json: bool, redis_url: str | None, prefix: str | None) -> None:
-    """Show one failed job in full, backtrace included."""
-    position = parse_index(index)
-    _check_digest(digest, position)
-    job = _locate(FailedJobs(open_resque(redis_url, prefix)), position, digest)
+def show(index: str | None, job_id: str | None, digest: str | None, full: bool, as_json: bool,
+         redis_url: str | None, prefix: str | None) -> None:
+    """Show one failed job: its error, backtrace, attempts and retries."""
+    position = _position(index, job_id, digest)
+    job = _target(FailedJobs(open_resque(redis_url, prefix)), position, digest, job_id)
     if as_json:
         echo(json_line(_doc(job)))
         return
     echo(f"index:      {job.index}{_moved(job, position)}")
     echo(f"digest:     {job.digest}")
     if job.record is None:
-        echo(f"raw:        {job.raw!r} (not JSON: it can only be removed)")
+        shown, note = _clip(repr(job.raw), full)
+        echo(f"raw:        {shown}{' ' + note if note else ''} (not JSON: it can only be removed)")
         return
-    rows = [("failed_at", job.failed_at), ("retried_at", job.retried_at), ("queue", job.queue),
-            ("class", job.job_class), ("args", None if job.args is None else json.dumps(job.args, ensure_ascii=False)),
+    args = None if job.args is None else json.dumps(job.args, ensure_ascii=False)
+    rows = [("failed_at", job.failed_at), ("queue", job.queue), ("class", job.job_class), ("args", args),
             ("id", job.job_id), ("exception", job.exception), ("error", job.error), ("worker", job.worker)]
     for name, value in rows:
         if value is not None:
-            echo(f"{name + ':':<11} {value}")
+            shown, note = _clip(value, full)
+            echo(f"{name + ':':<11} {shown}" + (f" {note}" if note else ""))
+    _show_attempts(job, full)
+    backtrace, note = _clip("\n".join(job.backtrace), full)
     echo("backtrace:" + ("" if job.backtrace else " (none)"))
-    for frame in job.backtrace:
+    for frame in backtrace.splitlines() if job.backtrace else []:
         echo(f"  {frame}")
+    if note:
+        echo(f"  {note}")
+
+
+def _show_attempts(job: FailedJob, full: bool) -> None:
+    """The runs before this failure (``@retry``'s history in the payload) and the record's retries."""
+    history = job.retry_history
+    echo(f"attempts:   {job.attempt}" + (f" (this failure is run {job.attempt}; earlier runs:)" if history else ""))
+    for entry in history:
+        error, note = _clip(f"{entry.get('exception', '-')}: {entry.get('error', '')}", full, SHOW_LIMIT // 4)
+        echo(f"  attempt {entry.get('attempt', '?')}  {entry.get('failed_at', '-')}  {error}" + (f" {note}" if note else ""))
+    retries = job.retried_before + ([job.retried_at] if job.retried_at else [])
+    if not retries:
+        echo("retried:    never")
+        return
+    echo(f"retried:    {len(retries)} time{'s' if len(retries) != 1 else ''}, last at {retries[-1]}"
+         + (f" (before: {', '.join(retries[:-1])})" if len(retries) > 1 else ""))
 
 
 @failed.command()
 @click.argument("index", required=False, metavar="[INDEX]")
+@click.option("--id", "job_id", default=None, help="Retry the newest failure of the job with this id.")
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed job.")
 @click.option("--class", "job_class", default=None, help="Retry every failed job of this class.")
 @click.option("-q", "--queue", default=None, help="Retry every failed job from this queue.")
 @click.option("--digest", default=None, help="With INDEX: the record's digest from 'failed list'.")
+@click.option("--remove/--keep", "remove", default=None,
+              help=f"Delete the record as its job is pushed, or keep it marked retried_at (env {RETRY_MODE_ENV}="
+                   "remove|keep; default keep, as Ruby).")
+@click.option("--again", is_flag=True, help="Also retry records that were retried before (their jobs run once more).")
 @connection_options
 @handle_errors
-def retry(index: str | None, retry_all: bool, job_class: str | None, queue: str | None, digest: str | None,
-          redis_url: str | None, prefix: str | None) -> None:
-    """Push failed jobs again; each record stays, marked retried_at (as Ruby's requeue).
+def retry(index: str | None, job_id: str | None, retry_all: bool, job_class: str | None, queue: str | None,
+          digest: str | None, remove: bool | None, again: bool, redis_url: str | None, prefix: str | None) -> None:
+    """Push failed jobs again; each record stays, marked retried_at (as Ruby's requeue), or with
+    --remove is deleted in the same step.
 
     A php-resque job keeps its id and its status goes back to waiting; a job without an id is
-    pushed as Ruby's {"class","args"}. Like resque-web, --all also retries records that were
-    retried before.
+    pushed as Ruby's {"class","args"}. A record retried before (retried_at) is refused (one
+    record: exit 1; --all/--class/--queue: left alone and counted) unless --again is given.
     """
-    position = None if index is None else parse_index(index)
-    _bulk_selectors(position, retry_all or job_class is not None or queue is not None, "--all/--class/--queue")
-    _check_digest(digest, position)
+    bulk = retry_all or job_class is not None or queue is not None
+    if job_id is not None and bulk:
+        raise UsageProblem("give --id or --all/--class/--queue, not both")
+    position = _position(index, job_id, digest, required=False)
+    if job_id is None:
+        _bulk_selectors(position, bulk, "--id/--all/--class/--queue")
     if queue is not None:
         wire.validate_queue_name(queue)
     failed_jobs = FailedJobs(open_resque(redis_url, prefix))
-    if position is None:
-        _bulk_summary("Retried", failed_jobs.retry_all(queue=queue, job_class=job_class))
+    if position is None and job_id is None:
+        _bulk_summary("Retried", failed_jobs.retry_all(queue=queue, job_class=job_class, remove=remove, again=again))
         return
-    job = failed_jobs.retry(_locate(failed_jobs, position, digest))
+    found = _target(failed_jobs, position, digest, job_id)
+    job = failed_jobs.retry(found, remove=remove, again=again)
     line = f"Retried failed job {job.index} ({job.job_class}) on {job.queue}"
     if job.job_id:
         line += f" as job {job.job_id}"
+    if job.raw == found.raw:  # moved out (a kept record is rewritten with its retried_at)
+        line += "; its record was removed"
     echo(line + _moved(job, position))
 
 
 @failed.command()
 @click.argument("index", required=False, metavar="[INDEX]")
+@click.option("--id", "job_id", default=None, help="Remove the newest failure of the job with this id.")
 @click.option("--class", "job_class", default=None, help="Remove every failed job of this class.")
 @click.option("-q", "--queue", default=None, help="Remove every failed job from this queue.")
 @click.option("--digest", default=None, help="With INDEX: the record's digest from 'failed list'.")
 @connection_options
 @handle_errors
-def remove(index: str | None, job_class: str | None, queue: str | None, digest: str | None,
+def remove(index: str | None, job_id: str | None, job_class: str | None, queue: str | None, digest: str | None,
            redis_url: str | None, prefix: str | None) -> None:
-    """Delete failed jobs: one by INDEX, or all of a class and/or queue ('failed clear' for all)."""
-    position = None if index is None else parse_index(index)
-    _bulk_selectors(position, job_class is not None or queue is not None, "--class/--queue")
-    _check_digest(digest, position)
+    """Delete failed jobs: one by INDEX or --id, or all of a class and/or queue ('failed clear' for all)."""
+    bulk = job_class is not None or queue is not None
+    if job_id is not None and bulk:
+        raise UsageProblem("give --id or --class/--queue, not both")
+    position = _position(index, job_id, digest, required=False)
+    if job_id is None:
+        _bulk_selectors(position, bulk, "--id/--class/--queue")
     if queue is not None:
         wire.validate_queue_name(queue)
     failed_jobs = FailedJobs(open_resque(redis_url, prefix))
-    if position is None:
+    if position is None and job_id is None:
         _bulk_summary("Removed", failed_jobs.remove_where(queue=queue, job_class=job_class))
         return
-    job = failed_jobs.remove(_locate(failed_jobs, position, digest))
+    job = failed_jobs.remove(_target(failed_jobs, position, digest, job_id))
     what = "not JSON" if job.record is None else f"{job.job_class or 'no class'} on {job.queue or 'no queue'}"
     echo(f"Removed failed job {job.index} ({what}){_moved(job, position)}")
 

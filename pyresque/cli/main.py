@@ -1,7 +1,8 @@
 """The ``pyresque`` command: parse options, delegate to the API, print results.
 
 Exit codes: 0 success; 1 the operation failed (Redis unreachable, unknown job id, job failed
-under ``status --watch``); 2 bad input (an option, an argument, a queue name).
+under ``status --watch``); 2 bad input (an option, an argument, a queue name); 130 a
+``--watch`` stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import click
 
 from ..exceptions import InvalidStatus
+from ..queue import Resque
 from ..wire import payload as wire
 from ..wire.terminal import escape
 from .common import (
@@ -21,6 +23,7 @@ from .common import (
     UsageProblem,
     connection_options,
     echo,
+    exit_130_on_ctrl_c,
     handle_errors,
     json_line,
     open_resque,
@@ -125,7 +128,8 @@ def enqueue(job_class: str, args: tuple[str, ...], queue: str, no_track: bool, r
 
 def _status_doc(job_id: str, packet: wire.StatusPacket, ttl: int) -> dict[str, Any]:
     return {"id": job_id, "status": packet.name, "code": packet.status, "updated": packet.updated,
-            "started": packet.started, "result": packet.result, "ttl": ttl}
+            "started": packet.started, "result": packet.result, "ttl": ttl,
+            "error": packet.error.as_dict() if packet.error else None}
 
 
 def _print_status(doc: dict[str, Any], as_json: bool) -> None:
@@ -136,6 +140,11 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
     line = f"{doc['id']}: {doc['status']} (code {doc['code']}), updated {updated}"
     if doc["result"] is not None:
         line += f", result {json.dumps(doc['result'])}"
+    if doc["error"] is not None:
+        message = doc["error"]["message"]
+        line += f", error {doc['error']['exception']}" + (f": {message}" if message else "")
+    elif doc["code"] == wire.FAILED:
+        line += ", error unknown (no failure record found)"
     echo(line)
 
 
@@ -152,10 +161,16 @@ def status(job_id: str, watch: bool, interval: float, as_json: bool, status_pref
            redis_url: str | None, prefix: str | None) -> None:
     """Show a job's status: waiting, running, failed or complete.
 
-    Exits 1 when the job is unknown (untracked, or its status expired), and with --watch when
-    the job ends failed.
+    A failed job's line ends with its exception and message. Exits 1 when the job is unknown
+    (untracked, or its status expired), and with --watch when the job ends failed; Ctrl-C
+    ends --watch with 130.
     """
     resque = open_resque(redis_url, prefix)
+    with exit_130_on_ctrl_c():
+        _status(resque, job_id, watch, interval, as_json, status_prefix)
+
+
+def _status(resque: Resque, job_id: str, watch: bool, interval: float, as_json: bool, status_prefix: str) -> None:
     key = resque.keys.status(job_id, status_prefix)
     last: tuple[Any, ...] | None = None
     while True:

@@ -12,7 +12,7 @@ import click
 from ..admin import overview
 from ..queue import Resque
 from ..wire.terminal import escape
-from .common import connection_options, echo, handle_errors, json_line, open_resque
+from .common import connection_options, echo, exit_130_on_ctrl_c, handle_errors, json_line, open_resque
 
 
 def _watch_options(func: Any) -> Any:
@@ -26,7 +26,7 @@ def _watch_options(func: Any) -> Any:
 def _show(render: Callable[[], Any], text: Callable[[Any], list[str]], as_json: bool, watch: bool,
           interval: float) -> None:
     clear = watch and not as_json and sys.stdout.isatty()
-    try:
+    with exit_130_on_ctrl_c():
         while True:
             doc = render()
             if as_json:
@@ -42,8 +42,6 @@ def _show(render: Callable[[], Any], text: Callable[[Any], list[str]], as_json: 
                 return
             sys.stdout.flush()
             time.sleep(interval)
-    except KeyboardInterrupt:
-        return
 
 
 @click.command()

@@ -8,8 +8,7 @@ scheduler's commands are :mod:`.scheduler_store`'s.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 import redis
@@ -17,6 +16,7 @@ import redis
 from .. import defaults
 from ..wire import payload as wire
 from ..wire.keys import Keys
+from .failed_list import FailedListCommands
 from .scripts import (
     ACQUIRE_SLOT_LUA,
     EDIT_FAILED_LUA,
@@ -43,18 +43,29 @@ class Bookkeeping:
     retry: bool = False  # a previous attempt may have been applied: act only if not
     final: bool = True  # False: the status waits for a retry and must not expire
     record: str = ""  # the job's exact working-on record, which a retry must still find
+    _summary: str | None = field(default=None, repr=False)
 
     def args(self, status_ttl: int) -> list[Any]:
         ttl = status_ttl if self.final else ""
-        return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0", self.record]
+        return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0", self.record,
+                self.failure_summary()]
+
+    def failure_summary(self) -> str:
+        """The side key's JSON (the failure's words) for a tracked job that failed for good:
+        decoded once from the failure record, here and not in the script, to spare Redis' time."""
+        if not (self.final and self.status_packet and self.failure_record):
+            return ""
+        if self._summary is None:
+            self._summary = wire.encode_failure_summary(self.failure_record, self.status_packet)
+        return self._summary
 
 
 class AllPaused(Exception):
     """Ruby's ``pause-all-workers`` flag is set: reserve nothing."""
 
 
-class DataStore:
-    """Resque's keyspace on one Redis connection pool."""
+class DataStore(FailedListCommands):
+    """Resque's keyspace on one Redis connection pool (the failed list's commands: :mod:`.failed_list`)."""
 
     def __init__(self, client: redis.Redis, keys: Keys, status_ttl: int = defaults.STATUS_TTL) -> None:
         # Typed loosely: redis-py's stubs type replies as bytes | str by decode_responses.
@@ -224,6 +235,7 @@ class DataStore:
         return [
             k.worker(worker_id), k.stat("processed"), k.worker_stat("processed", worker_id),
             status_key or k.status("-"), k.failed, k.stat("failed"), k.worker_stat("failed", worker_id),
+            k.job_failure_of(status_key) if status_key else k.status("-"),
         ]
 
     # -- job status --------------------------------------------------------------------------
@@ -235,6 +247,12 @@ class DataStore:
 
     def get_status(self, key: str) -> bytes | None:
         return self.redis.get(key)
+
+    def get_status_and_failure(self, key: str) -> tuple[bytes | None, bytes | None]:
+        """The status packet and its failure summary side key, in one round trip (MGET reads a
+        key of another type as missing: never an error)."""
+        packet, summary = self.redis.mget(key, self.keys.job_failure_of(key))
+        return packet, summary
 
     def status_ttl(self, key: str) -> int:
         return int(self.redis.ttl(key))
@@ -368,62 +386,6 @@ class DataStore:
     def stats(self) -> dict[str, int]:
         processed, failed = self.redis.mget(self.keys.stat("processed"), self.keys.stat("failed"))
         return {"processed": wire.parse_counter(processed), "failed": wire.parse_counter(failed)}
-
-    # -- failed list -------------------------------------------------------------------------
-    def push_failure(self, record: str, worker_id: str | None = None) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.rpush(self.keys.failed, record)
-        pipe.incrby(self.keys.stat("failed"), 1)
-        if worker_id:
-            pipe.incrby(self.keys.worker_stat("failed", worker_id), 1)
-        pipe.execute()
-
-    def failed_count(self) -> int:
-        return int(self.redis.llen(self.keys.failed))
-
-    def failed_range(self, start: int, count: int) -> list[bytes]:
-        if count <= 0:
-            return []
-        return list(self.redis.lrange(self.keys.failed, start, start + count - 1))
-
-    def replace_failed(self, index: int, expected: bytes, replacement: str) -> bool:
-        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, replacement, ""]))
-
-    def remove_failed(self, index: int, expected: bytes) -> bool:
-        marker = "__pyresque_removed__:" + os.urandom(16).hex()  # see EDIT_FAILED_LUA
-        return bool(self._edit_failed(keys=[self.keys.failed], args=[index, expected, "", marker]))
-
-    def find_failed(self, expected: bytes, page: int = 500) -> int | None:
-        """Index of the first failure record with exactly these bytes (LPOS; a scan before Redis 6.0.6)."""
-        try:
-            found = self.redis.lpos(self.keys.failed, expected)
-        except redis.ResponseError as exc:
-            if "unknown command" not in str(exc).lower():
-                raise
-        else:
-            return None if found is None else int(found)
-        start = 0
-        while True:
-            chunk = self.failed_range(start, page)
-            for offset, raw in enumerate(chunk):
-                if raw == expected:
-                    return start + offset
-            if len(chunk) < page:
-                return None
-            start += page
-
-    def clear_failed(self) -> int:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.llen(self.keys.failed)
-        pipe.delete(self.keys.failed)
-        return int(pipe.execute()[0])
-
-    def requeue_failed(self, index: int, expected: bytes, updated_record: str, queue: str, item: str,
-                       status_key: str | None, status_packet: str | None) -> bool:
-        """Mark a failure as retried and push its job again, only if the record is unchanged."""
-        keys = [self.keys.failed, self.keys.queues, self.keys.queue(queue), status_key or self.keys.status("-")]
-        args: list[Any] = [index, expected, updated_record, queue, item, status_packet if status_key else ""]
-        return bool(self._requeue_failed(keys=keys, args=args))
 
     # == operator views and the supervising master (ops.py, master.py) =========================
     def registered(self, worker_ids: Sequence[str]) -> list[bool]:

@@ -78,9 +78,10 @@ return pop(0, 3, n, KEYS[n + 1], KEYS[n + 2], ARGV[1], ARGV[2], ARGV[3])
 """
 
 # KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
-#       stat:failed:<id>
+#       stat:failed:<id>, pyresque_failure:<job> (the status key's failure summary)
 # ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
-#       or '', '1' on a retry, the job's exact working-on record ('' = unknown)
+#       or '', '1' on a retry, the job's exact working-on record ('' = unknown), failure summary
+#       or '' (written, with the status's TTL, only beside a final status that was written)
 # Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
 # while the working-on record is still this job's, so it never counts a job twice nor deletes
 # the record of the job reserved in the same (lost) call. The failure record is pushed before
@@ -96,7 +97,12 @@ local function finish()
     note(KEYS[5], 'is not a list: a failure record was not stored')
   end
   if ARGV[1] ~= '' and ARGV[2] == '' then redis.call('SET', KEYS[4], ARGV[1], 'XX')
-  elseif ARGV[1] ~= '' then redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) end
+  elseif ARGV[1] ~= '' and redis.call('SET', KEYS[4], ARGV[1], 'XX', 'EX', ARGV[2]) and ARGV[6] ~= '' then
+    local written = redis.pcall('SET', KEYS[8], ARGV[6], 'EX', ARGV[2])  -- {ok = 'OK'}, or {err = ...}
+    if type(written) == 'table' and written['err'] then
+      note(KEYS[8], 'could not be written: the failure summary was not stored')
+    end
+  end
   redis.call('DEL', KEYS[1])
   count(KEYS[2])
   count(KEYS[3])
@@ -110,14 +116,14 @@ end
 # Returns {1 (applied) or 0 (a retry that found the record gone), problems...}.
 FINISH_LUA = _RECORD_LUA + _FINISH_LUA + "return {finish(), unpack(problems)}\n"
 
-# KEYS: the seven FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
-# ARGV: the five FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
+# KEYS: the eight FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
+# ARGV: the six FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
 # The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
 # same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
 FINISH_RESERVE_LUA = _RECORD_LUA + _FINISH_LUA + _POP_LUA + r"""
 finish()
-local n = #KEYS - 8
-return pop(7, 8, n, KEYS[1], KEYS[n + 8], ARGV[6], ARGV[7], ARGV[8])
+local n = #KEYS - 9
+return pop(8, 9, n, KEYS[1], KEYS[n + 9], ARGV[7], ARGV[8], ARGV[9])
 """
 
 # KEYS: queues, queue:<q>, status key (or a dummy);  ARGV: queue name, item, WAITING packet or ''
@@ -193,15 +199,25 @@ return 0
 """
 
 
-# KEYS: failed, queues, queue:<q>, status key;  ARGV: index, expected record, updated record,
-#       queue name, payload, status packet ('' for none)
+# KEYS: failed, queues, queue:<q>, status key, its pyresque_failure summary;
+# ARGV: index, expected record, updated record, queue name, payload, status packet ('' for none),
+#       marker ('' keeps the record, updated; else the record is removed, as in EDIT_FAILED_LUA)
 # Ruby's requeue (LSET the record with retried_at, SADD queues, RPUSH the job) in one step, only if
-# the record at the index is still the one the caller saw. A script, not WATCH: workers appending
-# failures would abort a WATCHed transaction again and again.
+# the record at the index is still the one the caller saw; or, with a marker, the job moved out of
+# the list: pushed again and its record deleted in the same step. A script, not WATCH: workers
+# appending failures would abort a WATCHed transaction again and again.
 REQUEUE_FAILED_LUA = r"""
 if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
-if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
+if ARGV[7] ~= '' then
+  redis.call('LSET', KEYS[1], ARGV[1], ARGV[7])
+  redis.call('LREM', KEYS[1], 1, ARGV[7])
+else
+  redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
+end
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[6])
+  redis.call('DEL', KEYS[5])
+end
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 return 1

@@ -57,6 +57,19 @@ class Keys:
             return f"{self.ns}job:{status_prefix}_{job_id}:status"
         return f"{self.ns}job:{job_id}:status"
 
+    def job_failure(self, job_id: str, status_prefix: str = "") -> str:
+        """pyresque's side key beside a FAILED status: ``{"exception","error","failed_at","queue",
+        "worker","updated"}`` of that failure, expiring with the status, so ``status`` can say why
+        without scanning the failed list. php-resque's packet itself stays as php-resque writes it."""
+        return self.job_failure_of(self.status(job_id, status_prefix))
+
+    def job_failure_of(self, status_key: str) -> str:
+        """:meth:`job_failure` for a status key (``job:<prefix>_<id>:status`` -> ``…failure:<prefix>_<id>``)."""
+        head, tail = f"{self.ns}job:", ":status"
+        if not (status_key.startswith(head) and status_key.endswith(tail)):
+            raise ValueError(f"not a status key of namespace {self.ns!r}: {status_key!r}")
+        return f"{self.ns}{OWN}failure:{status_key[len(head):-len(tail)]}"
+
     def job_pid(self, job_id: str) -> str:
         """php-resque v1.3.6's ``job:<id>:pid`` (we clean it up; we never need to write it)."""
         return f"{self.ns}job:{job_id}:pid"

@@ -184,11 +184,31 @@ def php_args(args: list[Any]) -> Any:
 
 
 # -- status packet ----------------------------------------------------------------------------
+class JobError(NamedTuple):
+    """Why a job failed, from its failure record: ``str()`` gives ``Exception: message``."""
+
+    exception: str
+    message: str
+    failed_at: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.exception}: {self.message}" if self.message else self.exception
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
 class StatusPacket(NamedTuple):
+    """php-resque's packet as read; ``error`` is not in the packet (php-resque's bytes stay
+    php-resque's): :meth:`Resque.status <pyresque.Resque.status>` fills it for a FAILED job."""
+
     status: int
     updated: int | None
     started: int | None
     result: Any
+    error: JobError | None = None
 
     @property
     def name(self) -> str:
@@ -459,6 +479,54 @@ def encode_failure(record: dict[str, Any]) -> str:
         return text
     except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
         return encode_ruby(untrusted.encodable(record))
+
+
+def job_error(record: dict[str, Any]) -> JobError:
+    """The :class:`JobError` a failure record (any implementation's) tells of."""
+    def text(name: str) -> str | None:
+        value = record.get(name)
+        return None if value is None else value if isinstance(value, str) else encode_ruby(untrusted.encodable(value))
+
+    return JobError(text("exception") or "(no exception class recorded)", text("error") or "",
+                    text("failed_at"), text("queue"), text("worker"))
+
+
+def failure_of_job(record: dict[str, Any] | None, job_id: str, status_prefix: str = "") -> bool:
+    """Whether a decoded failure record is that tracked job's (its payload's ``id`` and ``prefix``)."""
+    payload = record.get("payload") if record else None
+    if not isinstance(payload, dict) or payload.get("id") != job_id:
+        return False
+    prefix = payload.get("prefix")
+    return (prefix if isinstance(prefix, str) else "") == status_prefix
+
+
+def encode_failure_summary(failure_record: str, status_packet: str) -> str:
+    """The side key's JSON for a failure record written with a FAILED status packet: the
+    failure's words and the packet's ``updated``, which ties the two together; '' if either
+    cannot be read (the reader then falls back to the failed list)."""
+    try:
+        record = json.loads(failure_record)
+        updated = json.loads(status_packet).get("updated")
+    except (ValueError, RecursionError, AttributeError):
+        return ""
+    if not isinstance(record, dict):
+        return ""
+    found = job_error(record)
+    return encode_ruby({"exception": found.exception, "error": found.message, "failed_at": found.failed_at,
+                        "queue": found.queue, "worker": found.worker, "updated": updated})
+
+
+def decode_failure_summary(raw: bytes | str | None, updated: int | None) -> JobError | None:
+    """The side key's :class:`JobError`, if it is one and belongs to the packet ``updated`` at that time."""
+    if raw is None:
+        return None
+    try:
+        doc = untrusted.loads(raw, "failure summary")
+    except InvalidPayload:
+        return None
+    if not isinstance(doc, dict) or doc.get("updated") != updated or not isinstance(doc.get("exception"), str):
+        return None
+    return job_error(doc)
 
 
 def decode_failure(raw: bytes | str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import vectors
-from pyresque.admin.failed import FailedJobChanged, FailedJobs, NotRetryable
+from pyresque.admin.failed import AlreadyRetried, FailedJobChanged, FailedJobNotFound, FailedJobs, NotRetryable
 from pyresque.cli.failed import parse_since
 from pyresque.store.embedded import free_port
 from pyresque.wire import payload as wire
@@ -189,13 +189,18 @@ def test_retry_bare_payload_is_written_with_rubys_encoder(resque, r):
     assert r.lrange("resque:queue:default", 0, -1) == [ruby_item.encode()]
 
 
-def test_retrying_twice_keeps_one_retried_at_in_place(resque, r):
+def test_retrying_twice_needs_again_and_keeps_the_earlier_time(resque, r):
     failed = FailedJobs(resque)
     r.rpush(FAILED, RUBY_FAIL)
-    failed.retry(0)
-    second = failed.retry(0)
+    first = failed.retry(0)
+    with pytest.raises(AlreadyRetried, match=r"was already retried at .* UTC: .*give --again"):
+        failed.retry(0)
+    assert r.llen("resque:queue:default") == 1 and failed_list(r) == [first.raw]
+    second = failed.retry(0, again=True)
     assert list(second.record).count("retried_at") == 1 and list(second.record)[-1] == "retried_at"
-    assert r.llen("resque:queue:default") == 2
+    assert second.retried_before == [first.retried_at] and r.llen("resque:queue:default") == 2
+    third = failed.retry(0, again=True)
+    assert third.retried_before == [first.retried_at, second.retried_at]
 
 
 def test_a_raw_record_is_removed_but_not_retried(redis_url, r):
@@ -312,8 +317,10 @@ def test_bulk_retry_remove_and_clear_by_class_and_queue(redis_url, r):
     assert r.lrange("resque:queue:other", 0, -1) == [b'{"class":"OtherJob","args":[1]}']
 
     out = lines_of(run(redis_url, "retry", "--all"))
-    assert out == ["Retried 4 failed jobs", "skipped 4: failed job 4 is not a JSON record: it can only be removed"]
-    assert r.llen("resque:queue:default") == 4 and r.llen("resque:queue:other") == 2
+    assert out == ["Retried 2 failed jobs",
+                   "left 2 failed jobs alone: they were retried before (--again retries them once more)",
+                   "skipped 4: failed job 4 is not a JSON record: it can only be removed"]
+    assert r.llen("resque:queue:default") == 3 and r.llen("resque:queue:other") == 1
     assert all("retried_at" in json.loads(raw) for raw in failed_list(r)[:4]) and r.llen(FAILED) == 5
 
     assert lines_of(run(redis_url, "remove", "--queue", "other")) == ["Removed 1 failed job"]
@@ -364,6 +371,134 @@ def test_bulk_retry_counts_records_removed_meanwhile(resque, r):
     assert [json.loads(i)["class"] for i in r.lrange("resque:queue:default", 0, -1)] == ["J2", "J1"]
 
 
+# -- answers: ids, attempts, retrying once ----------------------------------------------------
+PHP_ID = "d903e9e69d194b33880afd3d39a2ff61"  # PHP_FAIL's job
+
+
+def test_list_shows_job_ids_and_filters_by_id(redis_url, r):
+    r.rpush(FAILED, PHP_FAIL, RUBY_FAIL, NOT_JSON, PHP_ERROR)
+    text = lines_of(run(redis_url, "list"))
+    assert text[0].split()[2] == PHP_ID and text[1].split()[2] == "-" and text[2].split()[2:4] == ["-", "(not"]
+    assert text[3].split()[2] == json.loads(PHP_ERROR)["payload"]["id"]
+    docs = [json.loads(line) for line in lines_of(run(redis_url, "list", "--json"))]
+    assert [d["id"] for d in docs] == [PHP_ID, None, None, json.loads(PHP_ERROR)["payload"]["id"]]
+    only = lines_of(run(redis_url, "list", "--id", PHP_ID))
+    assert len(only) == 1 and only[0].split()[:3] == ["0", hashlib_short(PHP_FAIL), PHP_ID]
+    assert lines_of(run(redis_url, "list", "--id", "nope")) == ["(no failed jobs)"]
+
+
+def hashlib_short(raw):
+    import hashlib
+
+    return hashlib.sha1(raw.encode()).hexdigest()[:8]
+
+
+def test_show_by_id_gives_attempts_retry_history_and_retries(redis_url, r, resque):
+    payload = wire.build_payload("FlakyJob", [1], "f" * 32, "", 1795323100.0)
+    for attempt in (1, 2):  # what the worker's @retry writes between runs
+        payload = wire.for_retry(payload, attempt, "IOError", f"disk busy ({attempt})", 1795323100.0 + attempt)
+    record = wire.encode_failure(wire.build_failure(payload, "IOError", "disk busy (3)", ["a.py:1"], "vm:1:default",
+                                                    "default", 1795323110.0))
+    r.rpush(FAILED, RUBY_FAIL, record, PHP_FAIL)
+    out = lines_of(run(redis_url, "show", "--id", "f" * 32))
+    assert out[0] == "index:      1" and "attempts:   3 (this failure is run 3; earlier runs:)" in out
+    assert "  attempt 1  2026/11/22 04:51:41 UTC  IOError: disk busy (1)" in out
+    assert "  attempt 2  2026/11/22 04:51:42 UTC  IOError: disk busy (2)" in out
+    assert "retried:    never" in out
+    FailedJobs(resque).retry(1)
+    FailedJobs(resque).retry(1, again=True)
+    out = lines_of(run(redis_url, "show", "1"))
+    assert any(line.startswith("retried:    2 times, last at ") and "(before: 20" in line for line in out), out
+    ruby = lines_of(run(redis_url, "show", "0"))
+    assert "attempts:   1" in ruby and "retried:    never" in ruby
+    one_line_error(run(redis_url, "show", "--id", "e" * 32), 1, f"no failed job with id {'e' * 32}")
+    with pytest.raises(FailedJobNotFound):
+        FailedJobs(resque).by_id("e" * 32)
+
+
+def test_show_cuts_long_fields_unless_full(redis_url, r):
+    long_args = ["x" * 5000]
+    record = wire.encode_failure(wire.build_failure({"class": "Big", "args": long_args}, "E", "é" * 3000,
+                                                    [f"frame {i} " + "y" * 100 for i in range(100)], "w", "q"))
+    r.rpush(FAILED, record)
+    out = run(redis_url, "show", "0").stdout
+    args_line = next(line for line in out.splitlines() if line.startswith("args:"))
+    shown_args = json.dumps(long_args)
+    assert args_line.endswith(f" ({len(shown_args) - 2000} more bytes; --full shows all)")
+    error_line = next(line for line in out.splitlines() if line.startswith("error:"))
+    assert error_line.count("é") == 1000 and error_line.endswith(" (4000 more bytes; --full shows all)")
+    assert "frame 99" not in out and "more bytes; --full shows all)" in out.splitlines()[-1]
+    assert len(out) < 8000
+    full = run(redis_url, "show", "0", "--full").stdout
+    assert "x" * 5000 in full and "é" * 3000 in full and "frame 99 " in full and "--full shows all" not in full
+    assert json.loads(run(redis_url, "show", "0", "--json").stdout)["record"]["payload"]["args"] == long_args  # JSON: whole
+
+
+def test_cli_retry_twice_is_refused_without_again(redis_url, r):
+    r.rpush(FAILED, RUBY_FAIL, PHP_FAIL)
+    assert run(redis_url, "retry", "0").returncode == 0
+    again = run(redis_url, "retry", "0")
+    one_line_error(again, 1, "failed job 0 (FailJob on default) was already retried at ")
+    assert "give --again" in again.stderr and r.llen("resque:queue:default") == 1
+    assert lines_of(run(redis_url, "retry", "0", "--again"))[0] == "Retried failed job 0 (FailJob) on default"
+    assert r.llen("resque:queue:default") == 2
+
+    assert lines_of(run(redis_url, "retry", "--id", PHP_ID)) == [
+        f"Retried failed job 1 (PHP_FailJob) on default as job {PHP_ID}"]
+    one_line_error(run(redis_url, "retry", "--id", PHP_ID), 1, "was already retried at")
+    assert lines_of(run(redis_url, "retry", "--all")) == [
+        "Retried 0 failed jobs", "left 2 failed jobs alone: they were retried before (--again retries them once more)"]
+    assert r.llen("resque:queue:default") == 3
+    assert lines_of(run(redis_url, "retry", "--all", "--again")) == ["Retried 2 failed jobs"]
+    assert r.llen("resque:queue:default") == 5 and r.llen(FAILED) == 2
+
+
+def test_retry_remove_moves_the_record_out_and_the_env_sets_the_default(redis_url, r):
+    r.rpush(FAILED, PHP_FAIL, RUBY_FAIL, PHP_ERROR)
+    done = lines_of(run(redis_url, "retry", "1", "--remove"))
+    assert done == ["Retried failed job 1 (FailJob) on default; its record was removed"]
+    assert failed_list(r) == [PHP_FAIL.encode(), PHP_ERROR.encode()]
+    assert r.lrange("resque:queue:default", 0, -1) == [b'{"class":"FailJob","args":[1,"two"]}']
+
+    env = {"PYRESQUE_FAILED_RETRY": "remove"}
+    done = run_env(redis_url, env, "retry", "--id", PHP_ID)
+    assert done.stdout.strip() == f"Retried failed job 0 (PHP_FailJob) on default as job {PHP_ID}; its record was removed"
+    assert failed_list(r) == [PHP_ERROR.encode()] and r.llen("resque:queue:default") == 2
+    kept = run_env(redis_url, env, "retry", "0", "--keep")
+    assert kept.returncode == 0 and "retried_at" in json.loads(r.lindex(FAILED, 0))
+    one_line_error(run_env(redis_url, {"PYRESQUE_FAILED_RETRY": "delete"}, "retry", "0", "--again"), 2,
+                   "PYRESQUE_FAILED_RETRY must be 'keep' or 'remove', not 'delete'")
+    assert lines_of(run_env(redis_url, env, "retry", "--all", "--again")) == ["Retried 1 failed job"]
+    assert not r.exists(FAILED) and r.llen("resque:queue:default") == 4
+
+
+def run_env(redis_url, extra, *args):
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PREFIX", "PYRESQUE_FAILED_RETRY")}
+    env.update(extra, REDIS_URL=redis_url)
+    return subprocess.run([sys.executable, "-m", "pyresque.cli", "failed", *args], env=env, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_retry_remove_is_exact_when_the_list_shifts(resque, r):
+    a, b, c = (ruby_record(name, "default") for name in ("AJob", "BJob", "CJob"))
+    r.rpush(FAILED, a, b, c)
+    failed = FailedJobs(resque)
+    entry = failed.get(2)
+    r.lrem(FAILED, 1, a)
+    done = failed.retry(entry, remove=True)
+    assert done.index == 1 and failed_list(r) == [b.encode()]
+    assert r.lrange("resque:queue:default", 0, -1) == [b'{"class":"CJob","args":[1]}']
+
+
+def test_retrying_a_tracked_job_drops_its_failure_summary(resque, r):
+    r.rpush(FAILED, PHP_FAIL)
+    r.set(f"resque:job:{PHP_ID}:status", '{"status":3,"updated":1795323162,"started":1795323161,"result":null}')
+    r.set(f"resque:pyresque_failure:{PHP_ID}", '{"exception":"RuntimeException","error":"boom","updated":1795323162}')
+    assert str(resque.status(PHP_ID).error) == "RuntimeException: boom"
+    FailedJobs(resque).retry(0)
+    assert resque.status(PHP_ID).status == wire.WAITING and not r.exists(f"resque:pyresque_failure:{PHP_ID}")
+
+
 # -- bad input ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "args, message",
@@ -371,14 +506,18 @@ def test_bulk_retry_counts_records_removed_meanwhile(resque, r):
         (["retry", "abc"], "INDEX must be a non-negative integer"),
         (["retry", "1.5"], "INDEX must be a non-negative integer"),
         (["retry", "-1"], "No such option '-1'"),
-        (["retry"], "give INDEX or --all/--class/--queue"),
-        (["retry", "0", "--all"], "give INDEX or --all/--class/--queue, not both"),
+        (["retry"], "give INDEX or --id/--all/--class/--queue"),
+        (["retry", "0", "--all"], "give INDEX or --id/--all/--class/--queue, not both"),
+        (["retry", "0", "--id", "abc"], "give INDEX or --id, not both"),
+        (["retry", "--id", "abc", "--all"], "give --id or --all/--class/--queue, not both"),
+        (["retry", "--id", "abc", "--digest", "abcdef"], "--digest goes with an INDEX, not with --id"),
         (["retry", "--all", "--digest", "abcdef"], "--digest goes with an INDEX"),
         (["retry", "--queue", "a,b"], "invalid queue name 'a,b'"),
-        (["remove"], "give INDEX or --class/--queue"),
+        (["remove"], "give INDEX or --id/--class/--queue"),
         (["remove", "0", "--queue", "q"], "not both"),
         (["remove", "--all"], "No such option '--all'"),
-        (["show"], "Missing argument 'INDEX'"),
+        (["show"], "give INDEX or --id"),
+        (["show", "--id", ""], "--id needs a job id"),
         (["show", "0", "--digest", "xyz"], "--digest must be 6 to 40 hex characters"),
         (["list", "--since", "yesterday"], "--since 'yesterday' is neither"),
         (["list", "--limit", "0"], "0 is not in the range x>=1"),

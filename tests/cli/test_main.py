@@ -72,6 +72,39 @@ def test_status_watch_follows_until_final(redis_url, r):
     assert watcher.returncode == 1
 
 
+def test_status_of_a_failed_job_says_why(redis_url, r, tmp_path):
+    from support import WorkerProcess
+
+    job_id = run(redis_url, "enqueue", "FailJob", '"no space left on device"', "--quiet").stdout.strip()
+    with WorkerProcess(redis_url, tmp_path):
+        watched = run(redis_url, "status", job_id, "--watch", "--interval", "0.05")
+    assert watched.returncode == 1 and watched.stdout.splitlines()[-1].startswith(f"{job_id}: failed (code 3), updated ")
+    assert watched.stdout.splitlines()[-1].endswith(", error RuntimeError: no space left on device")
+    doc = json.loads(run(redis_url, "status", job_id, "--json").stdout)
+    assert doc["status"] == "failed" and doc["error"]["exception"] == "RuntimeError"
+    assert doc["error"]["message"] == "no space left on device" and doc["error"]["queue"] == "default"
+    r.set(f"resque:job:{job_id}:status", '{"status":3,"updated":3,"started":1,"result":null}')  # no record matches
+    r.delete("resque:failed")
+    assert run(redis_url, "status", job_id).stdout.strip().endswith(", error unknown (no failure record found)")
+
+
+def test_status_watch_ctrl_c_exits_130_not_1(redis_url, r):
+    import signal
+
+    job_id = run(redis_url, "enqueue", "PHP_Job", "--quiet").stdout.strip()
+    env = dict(os.environ, REDIS_URL=redis_url)
+    watcher = subprocess.Popen([sys.executable, "-m", "pyresque", "status", job_id, "--watch", "--interval", "0.05"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert f"{job_id}: waiting" in watcher.stdout.readline()
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=10)
+        assert watcher.returncode == 130 and "Traceback" not in err and "Aborted" not in err, err
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
 def test_status_of_unknown_job_exits_1(redis_url):
     done = run(redis_url, "status", "0123456789abcdef0123456789abcdef")
     assert done.returncode == 1

@@ -129,7 +129,8 @@ def test_watch_refreshes_until_interrupted(redis_url, r):
         while json.loads(proc.stdout.readline())["pending"] != 1:
             assert time.monotonic() < deadline
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(5) == 0 and first["pending"] == 0
+        assert proc.wait(5) == 130 and first["pending"] == 0  # Ctrl-C: interrupted, as status --watch
+        assert "Traceback" not in proc.stderr.read()
     finally:
         proc.kill()
         proc.wait()

@@ -29,3 +29,16 @@ def test_no_key_of_ours_has_resque_colon_inside_its_name():
     keys = Keys("resque")
     for name in (keys.delayed_payloads(1), keys.unique_lock("d"), keys.concurrency_slots("C"), keys.prune_horizons):
         assert "resque:" not in name[len("resque:"):], name
+
+
+def test_a_failure_summary_is_named_after_its_status_key():
+    import pytest
+
+    for ns in ("resque", "myapp:", ""):
+        k = Keys(ns)
+        assert k.job_failure("abc") == k.job_failure_of(k.status("abc")) == f"{k.ns}pyresque_failure:abc"
+        assert k.job_failure("abc", "tenant1") == k.job_failure_of(k.status("abc", "tenant1")) == \
+            f"{k.ns}pyresque_failure:tenant1_abc"
+    assert "resque:" not in Keys("resque").job_failure("abc")[len("resque:"):]
+    with pytest.raises(ValueError):
+        Keys("resque").job_failure_of("other:job:abc:status")

@@ -165,3 +165,19 @@ def test_time_formats_match_the_vectors():
                                         (b"nan", 0), (b"inf", 0), (b"", 0), ("42", 42), (b"\xff", 0)])
 def test_counters_read_as_ruby_reads_them(raw, count):
     assert wire.parse_counter(raw) == count
+
+
+def test_the_failure_summary_carries_the_error_and_the_packets_update_time():
+    record = wire.encode_failure(wire.build_failure({"class": "A", "args": [], "id": "x"}, "ValueError", "bad n",
+                                                    [], "vm:1:q", "q", 1795323100.0))
+    packet = wire.encode_status(wire.FAILED, 1795323101, 1795323099)
+    summary = wire.encode_failure_summary(record, packet)
+    assert json.loads(summary) == {"exception": "ValueError", "error": "bad n", "failed_at": "2026/11/22 04:51:40 UTC",
+                                   "queue": "q", "worker": "vm:1:q", "updated": 1795323101}
+    assert wire.decode_failure_summary(summary, 1795323101) == wire.JobError(
+        "ValueError", "bad n", "2026/11/22 04:51:40 UTC", "q", "vm:1:q")
+    assert wire.decode_failure_summary(summary, 1795323102) is None  # another failure's summary
+    assert wire.encode_failure_summary("[1]", packet) == wire.encode_failure_summary(record, "nope") == ""
+    for hostile in (b"\xff", b"[]", b'{"exception":1,"updated":1795323101}', b"{" * 300):
+        assert wire.decode_failure_summary(hostile, 1795323101) is None
+    assert str(wire.JobError("KeyError", "")) == "KeyError"
