@@ -84,6 +84,39 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Characters of one job's arguments ``peek`` prints unless ``--full``: a 10 MB payload printed
+#: whole buries every other line of the listing (and the terminal with it).
+SHOWN_CHARS = 2000
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut at ``limit`` characters, saying how much was left out and how to see it."""
+    if len(text) <= limit:
+        return text
+    rest = len(text[limit:].encode("utf-8", "surrogatepass"))
+    return f"{text[:limit]}… ({rest} more bytes; --full shows all)"
+
+
+#: ``LOGGING`` values: ours, and php-resque's "on" (``LOGGING=1``), which only meant "log".
+_LOG_FORMATS = {"console": "console", "json": "json", "1": "console", "true": "console", "yes": "console",
+                "on": "console"}
+
+
+def parse_log_format(value: str | None) -> str:
+    """``LOGGING`` / ``--logging`` as ``console`` or ``json``; anything else is a usage error
+    (``LOGGING=xml`` logging to the console as if it were understood hides the typo)."""
+    text = (value or "console").strip().lower()
+    if text not in _LOG_FORMATS:
+        raise UsageProblem(f"LOGGING={value!r} is not a log format: use console or json "
+                           "(php-resque's LOGGING=1 or true mean console)")
+    return _LOG_FORMATS[text]
+
+
+def version_option(func: F) -> F:
+    """``--version``: ``pyresque <version>``, from the installed package's metadata."""
+    return click.version_option(package_name="pyresque", message="%(package)s %(version)s")(func)
+
+
 def connection_options(func: F) -> F:
     """``--redis-url`` and ``--prefix``, named like the environment variables they override."""
     func = click.option("--prefix", envvar="PREFIX", default=None,

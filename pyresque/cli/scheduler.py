@@ -32,6 +32,8 @@ from .common import (
     json_line,
     open_resque,
     parse_args_option,
+    parse_log_format,
+    version_option,
 )
 
 _OFF = ("", "0", "false", "no", "off")
@@ -85,6 +87,7 @@ def _iso(t: float) -> str:
 @click.option("--logging", "log_format", envvar="LOGGING", default="console", help="console or json (env LOGGING).")
 @click.option("--vverbose", envvar="VVERBOSE", default=None, help="Debug logging (env VVERBOSE).")
 @connection_options
+@version_option
 @handle_errors
 def scheduler(schedule_file: str | None, interval: float, lock_timeout: int, batch_size: int, dynamic: bool,
               pidfile: str | None, log_format: str, vverbose: str | None, redis_url: str | None,
@@ -98,8 +101,7 @@ def scheduler(schedule_file: str | None, interval: float, lock_timeout: int, bat
     if lock_timeout <= interval:
         raise UsageProblem(f"--lock-timeout ({lock_timeout}s) must be longer than --interval ({interval}s), "
                            "or the lock expires between passes")
-    fmt = (log_format or "console").strip().lower()
-    log.configure(fmt if fmt in ("console", "json") else "console",
+    log.configure(parse_log_format(log_format),
                   "debug" if vverbose and vverbose.strip().lower() not in _OFF else "info")
     resque = open_resque(redis_url, prefix)
     options = SchedulerOptions(interval=interval, lock_ttl=lock_timeout, batch=batch_size,
@@ -194,8 +196,9 @@ def delayed_remove(job_class: str | None, args_json: str | None, queue: str | No
     if job_class is None and job_id is None:
         raise UsageProblem("give --class (with optional --args/--queue) or --id")
     removed = remove_delayed(open_resque(redis_url, prefix), job_class=job_class, args=args, job_id=job_id, queue=queue)
-    if job_id is not None and not removed:
-        raise Failure(f"no delayed job with id {job_id}")
+    if not removed:  # the exit-code rule (cli/main.py): a removal that matched nothing failed
+        what = f"with id {job_id}" if job_id is not None else f"of class {job_class}"
+        raise Failure(f"nothing matched: no delayed job {what}" + (f" for {queue}" if queue else ""))
     echo(f"Removed {removed} delayed job{'s' if removed != 1 else ''}")
 
 
