@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from support import JOBS, TESTS, wait_for
 from pyresque import Resque
+from support import JOBS, TESTS, wait_for
 
 VERSION = importlib.metadata.version("pyresque")
 _DROPPED = ("REDIS_URL", "REDIS_BACKEND", "REDIS_BACKEND_DB", "PREFIX", "QUEUE", "APP_INCLUDE", "LOGGING",
