@@ -12,15 +12,14 @@ import click
 from .. import defaults, log
 from ..exceptions import ConfigurationError
 from ..scheduling.delayed import DelayedJob, InvalidDelay, count_delayed, iter_delayed, remove_delayed
+from ..scheduling.listing import list_schedules
 from ..scheduling.scheduler import Scheduler, SchedulerOptions
 from ..scheduling.schedules import (
     InvalidSchedule,
     config_for,
-    load_schedule_file,
     parse_duration,
     remove_schedule,
     set_schedule,
-    stored_schedules,
 )
 from ..wire import payload as wire
 from .common import (
@@ -214,18 +213,12 @@ def schedule() -> None:
 @connection_options
 @handle_errors
 def schedule_list(schedule_file: str | None, as_json: bool, redis_url: str | None, prefix: str | None) -> None:
-    """List persisted schedules with their last enqueue time."""
-    rows: list[dict[str, Any]] = []
-    if schedule_file is not None:
-        try:
-            for name, parsed in sorted(load_schedule_file(schedule_file).items()):
-                rows.append({"name": name, "source": "file", "config": parsed.config, "error": None, "last_enqueued_at": None})
-        except InvalidSchedule as exc:
-            raise UsageProblem(str(exc)) from None
-    for stored in stored_schedules(open_resque(redis_url, prefix)):
-        config = stored.schedule.config if stored.schedule else stored.raw.decode("utf-8", "backslashreplace")
-        rows.append({"name": stored.name, "source": "redis", "config": config, "error": stored.error,
-                     "last_enqueued_at": stored.last_enqueued_at})
+    """List schedules: persisted ones, a file's (--file) and those the running scheduler loaded,
+    each with its source, last enqueue and next run."""
+    try:
+        rows = [listed.as_dict() for listed in list_schedules(open_resque(redis_url, prefix), schedule_file)]
+    except InvalidSchedule as exc:
+        raise UsageProblem(str(exc)) from None
     for row in rows:
         echo(json_line(row) if as_json else _schedule_line(row))
     if not rows and not as_json:
@@ -240,9 +233,13 @@ def _schedule_line(row: dict[str, Any]) -> str:
     line = f"{row['name']}  {interval}  {config.get('class', row['name'])} {json.dumps(config.get('args', []), default=str)} " \
            f"-> {config.get('queue')}"
     if row["source"] == "file":
-        line += "  (file)"
-    elif row["last_enqueued_at"]:
+        line += f"  (file {row['file']})" if row["file"] and row["loaded_by"] else "  (file)"
+    if row["last_enqueued_at"]:
         line += f"  last enqueued {row['last_enqueued_at']}"
+    if row["next_run"] is not None:
+        line += f"  next run {_iso(row['next_run'])}"
+    if row["loaded_by"]:
+        line += f"  [running: scheduler {row['loaded_by']}]"
     return line
 
 
