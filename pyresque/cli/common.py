@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from typing import Any, Callable, TypeVar
 
 import click
@@ -59,6 +60,25 @@ class Failure(_OneLineError):
     """The operation could not be done: one ``Error:`` line, exit 1."""
 
     exit_code = 1
+
+
+class EnvNamingCommand(click.Command):
+    """A command whose bad-value errors name the environment variable the value came from:
+    ``INTERVAL=abc`` is reported as ``Invalid value for INTERVAL (--interval)``, where click
+    names only ``--interval``, an option the user never typed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            param = exc.param
+            if param is not None and param.name and exc.param_hint is None and \
+                    ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+                names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+                name = next((n for n in names if n in os.environ), None)
+                if name is not None:
+                    exc.param_hint = f"{name} ({param.get_error_hint(ctx)})"
+            raise
 
 
 def handle_errors(func: F) -> F:

@@ -13,7 +13,7 @@ from ..pool import config as pool_config
 from ..pool.config import MASTER_OWNED, PoolConfig
 from ..pool.master import Master
 from ..store.connection import mask_url
-from .common import UsageProblem, echo, handle_errors, json_line, parse_log_format
+from .common import EnvNamingCommand, UsageProblem, echo, handle_errors, json_line, parse_log_format
 
 _OFF = ("", "0", "false", "no", "off")
 
@@ -52,7 +52,7 @@ def run_master(load: Callable[[], PoolConfig], overrides: dict[str, str], pidfil
     sys.exit(master.run())
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=EnvNamingCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="RESQUE_POOL_CONFIG", default=None,
               type=click.Path(dir_okay=False), help="Pool config (INI): [pool] 'queues = count' lines (env RESQUE_POOL_CONFIG).")
 @click.option("-E", "--environment", envvar=["PYRESQUE_ENV", "RESQUE_ENV"], default=None,

@@ -23,6 +23,7 @@ from ..scheduling.schedules import (
 )
 from ..wire import payload as wire
 from .common import (
+    EnvNamingCommand,
     Failure,
     UsageProblem,
     connection_options,
@@ -69,7 +70,7 @@ def _iso(t: float) -> str:
 
 
 # -- the scheduler process --------------------------------------------------------------------
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=EnvNamingCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--schedule", "schedule_file", envvar="PYRESQUE_SCHEDULE", default=None,
               help="Schedule file (resque-scheduler's YAML, or JSON): name -> {class, queue, cron|every, args}.")
 @click.option("--interval", envvar="RESQUE_SCHEDULER_INTERVAL", type=click.FloatRange(min=0.05),

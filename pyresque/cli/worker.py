@@ -15,7 +15,7 @@ from ..jobs.resolver import JobResolver, is_file_include, load_include, register
 from ..worker import output
 from ..worker.options import WorkerOptions
 from ..worker.worker import Worker
-from .common import UsageProblem, handle_errors, open_resque, parse_log_format, version_option
+from .common import EnvNamingCommand, UsageProblem, handle_errors, open_resque, parse_log_format, version_option
 
 _OFF = ("", "0", "false", "no", "off")
 
@@ -24,7 +24,7 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() not in _OFF
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=EnvNamingCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("queue_names", nargs=-1, metavar="[QUEUE]...")
 @click.option("--queue", "queue", envvar="QUEUE", default=None,
               help="Comma-separated queues in priority order; '*' or globs expand to known queues (env QUEUE); "

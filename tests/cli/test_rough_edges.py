@@ -56,6 +56,15 @@ def test_pool_without_a_config_names_its_variable():
     assert "RESQUE_POOL_CONFIG" in line and "--config" in line
 
 
+@pytest.mark.parametrize("command, variable, option", [(["worker", "default"], "INTERVAL", "--interval"),
+                                                        (["scheduler"], "RESQUE_SCHEDULER_INTERVAL", "--interval")])
+def test_a_bad_value_from_the_environment_names_the_variable(redis_url, command, variable, option):
+    done = run(redis_url, *command, **{variable: "soon"})
+    assert done.returncode == 2 and f"Invalid value for {variable} ('{option}'): 'soon'" in done.stderr
+    typed = run(redis_url, *command, option, "soon")  # typed on the command line: the option alone
+    assert typed.returncode == 2 and f"Invalid value for '{option}': 'soon'" in typed.stderr
+
+
 # -- 2. --version --------------------------------------------------------------------------------
 @pytest.mark.parametrize("entry", [None, "pyresque-worker", "pyresque-scheduler"])
 def test_version_is_the_package_name_and_version(entry):
