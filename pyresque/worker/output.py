@@ -39,7 +39,7 @@ class LineCapture(io.TextIOBase):
 
     def __init__(self, name: str, original: TextIO, emit: Emit) -> None:
         super().__init__()
-        self.name_ = name
+        self.stream_name = name
         self.original = original
         self._emit = emit
         self._partial: dict[int, str] = {}
@@ -94,7 +94,7 @@ class LineCapture(io.TextIOBase):
     def _send(self, thread: int, line: str) -> None:
         self._emitting.add(thread)
         try:
-            self._emit(self.name_, line.rstrip("\r"), _jobs.get(thread))
+            self._emit(self.stream_name, line.rstrip("\r"), _jobs.get(thread))
         except (OSError, ValueError):  # a closed log stream: the line is lost, not the job
             pass
         finally:
@@ -105,12 +105,17 @@ def install(emit: Emit) -> None:
     """Replace ``sys.stdout`` and ``sys.stderr`` by captures that call ``emit`` per line."""
     if _installed:
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    out = LineCapture("stdout", sys.stdout, emit)
-    err = LineCapture("stderr", sys.stderr, emit)
-    _installed.extend((out, err))
-    sys.stdout, sys.stderr = out, err
+    for name in ("stdout", "stderr"):
+        original = getattr(sys, name)
+        if original is None:  # started without one (closed, pythonw): nothing to keep clean
+            continue
+        try:
+            original.flush()
+        except (OSError, ValueError):
+            pass
+        capture = LineCapture(name, original, emit)
+        _installed.append(capture)
+        setattr(sys, name, capture)
 
 
 def installed() -> bool:
