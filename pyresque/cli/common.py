@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 from typing import Any, Callable, Iterator, TypeVar
 
 import click
@@ -62,6 +63,25 @@ class Failure(_OneLineError):
     exit_code = 1
 
 
+class EnvNamingCommand(click.Command):
+    """A command whose bad-value errors name the environment variable the value came from:
+    ``INTERVAL=abc`` is reported as ``Invalid value for INTERVAL (--interval)``, where click
+    names only ``--interval``, an option the user never typed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            param = exc.param
+            if param is not None and param.name and exc.param_hint is None and \
+                    ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+                names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+                name = next((n for n in names if n in os.environ), None)
+                if name is not None:
+                    exc.param_hint = f"{name} ({param.get_error_hint(ctx)})"
+            raise
+
+
 def handle_errors(func: F) -> F:
     """Turn expected failures into one-line errors instead of tracebacks."""
 
@@ -98,6 +118,39 @@ def exit_130_on_ctrl_c() -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         raise SystemExit(INTERRUPTED) from None
+
+
+#: Characters of one job's arguments ``peek`` prints unless ``--full``: a 10 MB payload printed
+#: whole buries every other line of the listing (and the terminal with it).
+SHOWN_CHARS = 2000
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut at ``limit`` characters, saying how much was left out and how to see it."""
+    if len(text) <= limit:
+        return text
+    rest = len(text[limit:].encode("utf-8", "surrogatepass"))
+    return f"{text[:limit]}… ({rest} more bytes; --full shows all)"
+
+
+#: ``LOGGING`` values: ours, and php-resque's "on" (``LOGGING=1``), which only meant "log".
+_LOG_FORMATS = {"console": "console", "json": "json", "1": "console", "true": "console", "yes": "console",
+                "on": "console"}
+
+
+def parse_log_format(value: str | None) -> str:
+    """``LOGGING`` / ``--logging`` as ``console`` or ``json``; anything else is a usage error
+    (``LOGGING=xml`` logging to the console as if it were understood hides the typo)."""
+    text = (value or "console").strip().lower()
+    if text not in _LOG_FORMATS:
+        raise UsageProblem(f"LOGGING={value!r} is not a log format: use console or json "
+                           "(php-resque's LOGGING=1 or true mean console)")
+    return _LOG_FORMATS[text]
+
+
+def version_option(func: F) -> F:
+    """``--version``: ``pyresque <version>``, from the installed package's metadata."""
+    return click.version_option(package_name="pyresque", message="%(package)s %(version)s")(func)
 
 
 def connection_options(func: F) -> F:

@@ -18,7 +18,7 @@ import click
 
 from ..admin.failed import RETRY_MODE_ENV, BulkResult, FailedJob, FailedJobs
 from ..wire import payload as wire
-from .common import UsageProblem, connection_options, echo, handle_errors, json_line, open_resque
+from .common import Failure, UsageProblem, connection_options, echo, handle_errors, json_line, open_resque
 
 
 class _OneLineCommand(click.Command):
@@ -327,7 +327,11 @@ def remove(index: str | None, job_id: str | None, job_class: str | None, queue: 
         wire.validate_queue_name(queue)
     failed_jobs = FailedJobs(open_resque(redis_url, prefix))
     if position is None and job_id is None:
-        _bulk_summary("Removed", failed_jobs.remove_where(queue=queue, job_class=job_class))
+        result = failed_jobs.remove_where(queue=queue, job_class=job_class)
+        if not result.done and not result.gone:  # the exit-code rule (cli/main.py)
+            raise Failure("nothing matched: no failed job" + (f" of class {job_class}" if job_class else "")
+                          + (f" from {queue}" if queue else ""))
+        _bulk_summary("Removed", result)
         return
     job = failed_jobs.remove(_target(failed_jobs, position, digest, job_id))
     what = "not JSON" if job.record is None else f"{job.job_class or 'no class'} on {job.queue or 'no queue'}"

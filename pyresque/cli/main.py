@@ -1,8 +1,10 @@
 """The ``pyresque`` command: parse options, delegate to the API, print results.
 
 Exit codes: 0 success; 1 the operation failed (Redis unreachable, unknown job id, job failed
-under ``status --watch``); 2 bad input (an option, an argument, a queue name); 130 a
-``--watch`` stopped by Ctrl-C.
+under ``status --watch``, a removal by id, class or index that matched nothing); 2 bad input
+(an option, an argument, a queue name); 130 a ``--watch`` stopped by Ctrl-C. Emptying commands
+(``dequeue --all``, ``failed clear``) exit 0 on something already empty: what they promise, an
+empty queue, holds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..queue import Resque
 from ..wire import payload as wire
 from ..wire.terminal import escape
 from .common import (
+    SHOWN_CHARS,
     Failure,
     UsageProblem,
     connection_options,
@@ -29,6 +32,8 @@ from .common import (
     open_resque,
     parse_args_option,
     parse_json_args,
+    shorten,
+    version_option,
 )
 
 # Sub-commands in their own modules load only when used: a worker process carries neither the
@@ -69,7 +74,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pyresque")
+@version_option
 def main() -> None:
     """pyresque: Resque-compatible job queues for Python, php-resque and Ruby Resque.
 
@@ -213,10 +218,12 @@ def queues(as_json: bool, redis_url: str | None, prefix: str | None) -> None:
 @click.argument("queue")
 @click.option("--start", default=0, show_default=True, type=click.IntRange(min=0), help="First index.")
 @click.option("-n", "--count", default=10, show_default=True, type=click.IntRange(min=1), help="How many jobs.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per job.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per job (always whole).")
+@click.option("--full", is_flag=True, help=f"Print each job whole, not cut at {SHOWN_CHARS} characters.")
 @connection_options
 @handle_errors
-def peek(queue: str, start: int, count: int, as_json: bool, redis_url: str | None, prefix: str | None) -> None:
+def peek(queue: str, start: int, count: int, as_json: bool, redis_url: str | None, prefix: str | None,
+         full: bool = False) -> None:
     """Show jobs waiting in QUEUE without taking them."""
     jobs = open_resque(redis_url, prefix).peek(queue, start, count)
     for job in jobs:
@@ -226,7 +233,11 @@ def peek(queue: str, start: int, count: int, as_json: bool, redis_url: str | Non
         elif job.payload is None:
             echo(f"{job.index}: (unreadable: {job.error}) {job.raw[:200]!r}")
         else:
-            echo(f"{job.index}: {job.job_class} {json.dumps(job.payload['args'])} id={job.job_id or '-'}")
+            args = json.dumps(job.payload["args"])
+            if not full:  # a payload is anyone's to fill: a 10 MB one printed whole buries the listing
+                args = shorten(args)
+            echo(f"{job.index}: {job.job_class if full else shorten(job.job_class or '-', 200)} {args} "
+                 f"id={job.job_id or '-'}")
 
 
 @main.command()
@@ -250,7 +261,16 @@ def dequeue(queue: str, job_class: str | None, args_json: str | None, job_id: st
         removed = resque.delete_queue(queue)
     else:
         removed = resque.remove(queue, job_class=job_class, args=args, job_id=job_id)
+        if not removed:  # the exit-code rule: a removal that names its target and finds none failed
+            raise Failure(f"nothing matched: no job {_selected(job_class, args, job_id)} in {queue}")
     echo(f"Removed {removed} job{'s' if removed != 1 else ''} from {queue}")
+
+
+def _selected(job_class: str | None, args: list[Any] | None, job_id: str | None) -> str:
+    parts = [f"with id {job_id}"] if job_id is not None else []
+    if job_class is not None:
+        parts.append(f"of class {job_class}" + (f" with args {json.dumps(args)}" if args is not None else ""))
+    return " and ".join(parts)
 
 
 def worker_main() -> Any:

@@ -13,15 +13,13 @@ from ..pool import config as pool_config
 from ..pool.config import MASTER_OWNED, PoolConfig
 from ..pool.master import Master
 from ..store.connection import mask_url
-from .common import echo, handle_errors, json_line
+from .common import EnvNamingCommand, UsageProblem, echo, handle_errors, json_line, parse_log_format
 
 _OFF = ("", "0", "false", "no", "off")
 
 
 def setup_logging(log_format: str | None, vverbose: str | None) -> None:
-    fmt = (log_format or "console").strip().lower()
-    if fmt not in ("console", "json"):
-        fmt = "console"  # php-resque's LOGGING=1 only meant "log"
+    fmt = parse_log_format(log_format)
     debug = vverbose is not None and vverbose.strip().lower() not in _OFF
     log.configure(fmt, "debug" if debug else "info")
 
@@ -54,8 +52,8 @@ def run_master(load: Callable[[], PoolConfig], overrides: dict[str, str], pidfil
     sys.exit(master.run())
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="RESQUE_POOL_CONFIG", required=True,
+@click.command(cls=EnvNamingCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="RESQUE_POOL_CONFIG", default=None,
               type=click.Path(dir_okay=False), help="Pool config (INI): [pool] 'queues = count' lines (env RESQUE_POOL_CONFIG).")
 @click.option("-E", "--environment", envvar=["PYRESQUE_ENV", "RESQUE_ENV"], default=None,
               help="Also apply [pool:ENV] and [worker:ENV] (env PYRESQUE_ENV or RESQUE_ENV).")
@@ -68,7 +66,7 @@ def run_master(load: Callable[[], PoolConfig], overrides: dict[str, str], pidfil
 @click.option("--redis-url", envvar="REDIS_URL", default=None,
               help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")
 @handle_errors
-def pool(config_path: str, environment: str | None, check: bool, pidfile: str | None, log_format: str,
+def pool(config_path: str | None, environment: str | None, check: bool, pidfile: str | None, log_format: str,
          vverbose: str | None, prefix: str | None, redis_url: str | None) -> None:
     """Run the worker pools a config file describes, under one supervising master.
 
@@ -80,6 +78,8 @@ def pool(config_path: str, environment: str | None, check: bool, pidfile: str | 
     Signals to the master: QUIT stop gracefully; TERM/INT forwarded; USR2/CONT pause/resume;
     HUP rolling restart (re-reads this file); TTIN/TTOU one worker more/fewer per group.
     """
+    if config_path is None:  # click's "Missing option '--config'" would not name the variable
+        raise UsageProblem("no pool config: pass --config pool.ini (or set RESQUE_POOL_CONFIG=pool.ini)")
     path = os.path.abspath(config_path)
 
     def load() -> PoolConfig:

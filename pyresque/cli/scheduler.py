@@ -12,18 +12,18 @@ import click
 from .. import defaults, log
 from ..exceptions import ConfigurationError
 from ..scheduling.delayed import DelayedJob, InvalidDelay, count_delayed, iter_delayed, remove_delayed
+from ..scheduling.listing import list_schedules
 from ..scheduling.scheduler import Scheduler, SchedulerOptions
 from ..scheduling.schedules import (
     InvalidSchedule,
     config_for,
-    load_schedule_file,
     parse_duration,
     remove_schedule,
     set_schedule,
-    stored_schedules,
 )
 from ..wire import payload as wire
 from .common import (
+    EnvNamingCommand,
     Failure,
     UsageProblem,
     connection_options,
@@ -32,6 +32,8 @@ from .common import (
     json_line,
     open_resque,
     parse_args_option,
+    parse_log_format,
+    version_option,
 )
 
 _OFF = ("", "0", "false", "no", "off")
@@ -68,7 +70,7 @@ def _iso(t: float) -> str:
 
 
 # -- the scheduler process --------------------------------------------------------------------
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=EnvNamingCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--schedule", "schedule_file", envvar="PYRESQUE_SCHEDULE", default=None,
               help="Schedule file (resque-scheduler's YAML, or JSON): name -> {class, queue, cron|every, args}.")
 @click.option("--interval", envvar="RESQUE_SCHEDULER_INTERVAL", type=click.FloatRange(min=0.05),
@@ -85,6 +87,7 @@ def _iso(t: float) -> str:
 @click.option("--logging", "log_format", envvar="LOGGING", default="console", help="console or json (env LOGGING).")
 @click.option("--vverbose", envvar="VVERBOSE", default=None, help="Debug logging (env VVERBOSE).")
 @connection_options
+@version_option
 @handle_errors
 def scheduler(schedule_file: str | None, interval: float, lock_timeout: int, batch_size: int, dynamic: bool,
               pidfile: str | None, log_format: str, vverbose: str | None, redis_url: str | None,
@@ -98,8 +101,7 @@ def scheduler(schedule_file: str | None, interval: float, lock_timeout: int, bat
     if lock_timeout <= interval:
         raise UsageProblem(f"--lock-timeout ({lock_timeout}s) must be longer than --interval ({interval}s), "
                            "or the lock expires between passes")
-    fmt = (log_format or "console").strip().lower()
-    log.configure(fmt if fmt in ("console", "json") else "console",
+    log.configure(parse_log_format(log_format),
                   "debug" if vverbose and vverbose.strip().lower() not in _OFF else "info")
     resque = open_resque(redis_url, prefix)
     options = SchedulerOptions(interval=interval, lock_ttl=lock_timeout, batch=batch_size,
@@ -194,8 +196,9 @@ def delayed_remove(job_class: str | None, args_json: str | None, queue: str | No
     if job_class is None and job_id is None:
         raise UsageProblem("give --class (with optional --args/--queue) or --id")
     removed = remove_delayed(open_resque(redis_url, prefix), job_class=job_class, args=args, job_id=job_id, queue=queue)
-    if job_id is not None and not removed:
-        raise Failure(f"no delayed job with id {job_id}")
+    if not removed:  # the exit-code rule (cli/main.py): a removal that matched nothing failed
+        what = f"with id {job_id}" if job_id is not None else f"of class {job_class}"
+        raise Failure(f"nothing matched: no delayed job {what}" + (f" for {queue}" if queue else ""))
     echo(f"Removed {removed} delayed job{'s' if removed != 1 else ''}")
 
 
@@ -211,18 +214,12 @@ def schedule() -> None:
 @connection_options
 @handle_errors
 def schedule_list(schedule_file: str | None, as_json: bool, redis_url: str | None, prefix: str | None) -> None:
-    """List persisted schedules with their last enqueue time."""
-    rows: list[dict[str, Any]] = []
-    if schedule_file is not None:
-        try:
-            for name, parsed in sorted(load_schedule_file(schedule_file).items()):
-                rows.append({"name": name, "source": "file", "config": parsed.config, "error": None, "last_enqueued_at": None})
-        except InvalidSchedule as exc:
-            raise UsageProblem(str(exc)) from None
-    for stored in stored_schedules(open_resque(redis_url, prefix)):
-        config = stored.schedule.config if stored.schedule else stored.raw.decode("utf-8", "backslashreplace")
-        rows.append({"name": stored.name, "source": "redis", "config": config, "error": stored.error,
-                     "last_enqueued_at": stored.last_enqueued_at})
+    """List schedules: persisted ones, a file's (--file) and those the running scheduler loaded,
+    each with its source, last enqueue and next run."""
+    try:
+        rows = [listed.as_dict() for listed in list_schedules(open_resque(redis_url, prefix), schedule_file)]
+    except InvalidSchedule as exc:
+        raise UsageProblem(str(exc)) from None
     for row in rows:
         echo(json_line(row) if as_json else _schedule_line(row))
     if not rows and not as_json:
@@ -237,9 +234,13 @@ def _schedule_line(row: dict[str, Any]) -> str:
     line = f"{row['name']}  {interval}  {config.get('class', row['name'])} {json.dumps(config.get('args', []), default=str)} " \
            f"-> {config.get('queue')}"
     if row["source"] == "file":
-        line += "  (file)"
-    elif row["last_enqueued_at"]:
+        line += f"  (file {row['file']})" if row["file"] and row["loaded_by"] else "  (file)"
+    if row["last_enqueued_at"]:
         line += f"  last enqueued {row['last_enqueued_at']}"
+    if row["next_run"] is not None:
+        line += f"  next run {_iso(row['next_run'])}"
+    if row["loaded_by"]:
+        line += f"  [running: scheduler {row['loaded_by']}]"
     return line
 
 

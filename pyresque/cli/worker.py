@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from typing import Any
 
 import click
 
 from .. import defaults, log
 from ..exceptions import ConfigurationError
-from ..jobs.resolver import JobResolver, is_file_include, load_include
+from ..jobs.resolver import JobResolver, is_file_include, load_include, registered
+from ..worker import output
 from ..worker.options import WorkerOptions
 from ..worker.worker import Worker
-from .common import UsageProblem, handle_errors, open_resque
+from .common import EnvNamingCommand, UsageProblem, handle_errors, open_resque, parse_log_format, version_option
 
 _OFF = ("", "0", "false", "no", "off")
 
@@ -22,12 +24,16 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() not in _OFF
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--queue", "queue", envvar="QUEUE", required=True,
-              help="Comma-separated queues in priority order; '*' or globs expand to known queues (env QUEUE).")
+@click.command(cls=EnvNamingCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("queue_names", nargs=-1, metavar="[QUEUE]...")
+@click.option("--queue", "queue", envvar="QUEUE", default=None,
+              help="Comma-separated queues in priority order; '*' or globs expand to known queues (env QUEUE); "
+                   "or name them as arguments: pyresque worker high default.")
 @click.option("--interval", envvar="INTERVAL", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Seconds an idle worker's BLMOVE waits before it is renewed (the poll interval with "
                    "BLOCKING=0); 0 = exit when the queues are empty (env INTERVAL).")
+@click.option("--burst", is_flag=True, envvar="PYRESQUE_BURST",
+              help="Run the jobs waiting, then exit once the queues are empty (RQ's --burst; same as INTERVAL=0).")
 @click.option("--blocking", envvar="BLOCKING", default=None,
               help="Wait for jobs with BLMOVE (the default: a job starts within milliseconds, never only in "
                    "memory); '0', 'false', 'no', 'off' poll every INTERVAL instead (env BLOCKING).")
@@ -80,24 +86,28 @@ def _flag(value: str | None) -> bool:
 @click.option("--prefix", envvar="PREFIX", default=None, help="Key namespace (env PREFIX; default 'resque').")
 @click.option("--redis-url", envvar="REDIS_URL", default=None,
               help="redis://, rediss:// or unix:// URL (env REDIS_URL; else REDIS_BACKEND/REDIS_BACKEND_DB).")
+@version_option
 @handle_errors
-def worker(queue: str, interval: float, blocking: str | None, moves_delayed: bool, count: int, includes: tuple[str, ...],
+def worker(queue: str | None, interval: float, blocking: str | None, moves_delayed: bool, count: int, includes: tuple[str, ...],
            allowed: tuple[str, ...], pidfile: str | None, inline: bool, prefork: bool, fork_every: int,
            max_child_memory: float, helper_idle: float, threads: int, job_timeout: float,
            term_child: str | None,
            term_timeout: float,
            graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
            verbose: str | None, vverbose: str | None, supervisor_pid: int | None,
-           prefix: str | None, redis_url: str | None) -> None:
+           prefix: str | None, redis_url: str | None,
+           queue_names: tuple[str, ...] = (), burst: bool = False) -> None:
     """Run a Resque worker: QUEUE=default pyresque-worker.
 
     Signals: QUIT finish the job then exit; TERM/INT kill the job and exit; USR1 kill the job;
     USR2 pause; CONT resume. See README.rst for the full table.
     """
-    fmt = log_format.strip().lower() if log_format else "console"
-    if fmt not in ("console", "json"):
-        fmt = "console"  # php-resque's LOGGING=1 only meant "log"
+    fmt = parse_log_format(log_format)
     log.configure(fmt, "debug" if _flag(vverbose) else "info", queued=threads > 1)
+    queue = _queue_list(queue, queue_names)
+    if burst:
+        interval = 0.0
+        click.get_current_context().params["interval"] = 0.0  # what the master's workers are given
     queues = [q for q in queue.split(",")]
     if not queue.strip() or any(not q.strip() for q in queues):
         raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")
@@ -116,8 +126,16 @@ def worker(queue: str, interval: float, blocking: str | None, moves_delayed: boo
     try:
         modules = [load_include(item) for spec in includes for item in spec.split(",") if item.strip()]
     except ConfigurationError as exc:
+        if _flag(vverbose) and exc.__cause__ is not None:
+            cause = exc.__cause__
+            traceback.print_exception(type(cause), cause, cause.__traceback__)
         raise UsageProblem(str(exc)) from None
     prefixes = [p for spec in allowed for p in spec.split(",")]
+    if not modules and not any(p.strip() for p in prefixes) and not registered():
+        log.get_logger().warning("no job classes loaded: every job will fail 'Could not find job class'; "
+                                 "set APP_INCLUDE=path/to/jobs.py (or --include) to load them")
+    if fmt == "json":  # a job's print() must not break a stream of JSON lines
+        output.capture_into_log()
     options = WorkerOptions(
         interval=interval,
         blocking=blocking is None or blocking.strip() == "" or _flag(blocking),
@@ -149,6 +167,21 @@ def worker(queue: str, interval: float, blocking: str | None, moves_delayed: boo
     else:
         code = Worker(resque, queues, options, resolver).work()
     sys.exit(code)
+
+
+def _queue_list(option: str | None, names: tuple[str, ...]) -> str:
+    """QUEUE / --queue (php-resque) or queue names as arguments (RQ): one of the two."""
+    if option is not None and names:
+        source = "QUEUE" if click.get_current_context().get_parameter_source("queue") == \
+            click.core.ParameterSource.ENVIRONMENT else "--queue"
+        raise UsageProblem(f"queues given twice: {source}={option} and as arguments ({' '.join(names)}); "
+                           "use one of the two")
+    if names:
+        return ",".join(names)
+    if option is None:
+        raise UsageProblem("no queues: set QUEUE=default (or pass queue names: "
+                           f"{click.get_current_context().command_path} default high)")
+    return option
 
 
 def worker_main(*args: Any) -> Any:

@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 from types import ModuleType
 from typing import Any, Callable, Iterable, TypeVar, overload
 
@@ -112,12 +113,41 @@ def load_include(path_or_module: str) -> ModuleType:
             # Last, so the include can import its siblings but a stray json.py beside it
             # cannot stand in for the standard library's, or for an installed package.
             sys.path.append(directory)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except (Exception, SystemExit) as exc:
+            sys.modules.pop(name, None)
+            raise include_error(path_or_module, exc, path) from exc
         return module
     try:
         return importlib.import_module(path_or_module)
     except ImportError as exc:
-        raise ConfigurationError(f"APP_INCLUDE ({path_or_module}) cannot be imported: {exc}") from None
+        raise ConfigurationError(f"APP_INCLUDE ({path_or_module}) cannot be imported: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise include_error(path_or_module, exc) from exc
+
+
+def include_error(spec: str, exc: BaseException, path: str | None = None) -> ConfigurationError:
+    """One line for an include that broke on import: the file, the line and the error, as a
+    missing include gets, instead of a traceback through importlib (VVERBOSE shows that; the
+    exception is the ``__cause__``)."""
+    where: tuple[str, int | None] | None = None
+    if isinstance(exc, SyntaxError):
+        where = (exc.filename or path or spec, exc.lineno)
+        error = f"SyntaxError: {exc.msg}"
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        # the include's own frame if it raised there, else the deepest frame outside importlib
+        ours = [f for f in frames if path is not None and os.path.abspath(f.filename) == path]
+        theirs = [f for f in frames if "importlib" not in f.filename and f.filename != __file__]
+        candidates = ours or theirs or list(frames)
+        if candidates:
+            where = (candidates[-1].filename, candidates[-1].lineno)
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        error = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    at = f" at {where[0]}:{where[1]}" if where is not None and where[1] is not None else (
+        f" in {where[0]}" if where is not None else "")
+    return ConfigurationError(f"APP_INCLUDE ({spec}) failed to load{at}: {error}")
 
 
 class JobResolver:
@@ -204,7 +234,10 @@ class JobResolver:
         if self.includes:
             parts.append(f"included modules: {', '.join(m.__name__ for m in self.includes)}")
         parts.append(f"allowed modules: {', '.join(self.allowed) or 'none'}")
-        return "Searched " + "; ".join(parts) + "."
+        hint = ("" if self.includes or self.allowed else
+                " No job code is loaded: start the worker with APP_INCLUDE=path/to/jobs.py (or --include).")
+        return ("Searched " + "; ".join(parts) + "." + hint + " A job class must be defined in an APP_INCLUDE "
+                "file or module, registered with @pyresque.register, or in a module allowed by ALLOWED_MODULES.")
 
 
 def _plain_dotted(name: str) -> bool:

@@ -12,7 +12,7 @@
 
     [worker]                  ; environment for every worker: the worker's own variable names
     INTERVAL = 1
-    APP_INCLUDE = /srv/app/current/jobs.py
+    APP_INCLUDE = /srv/app/current/jobs.py   ; a relative file is relative to this config file
 
     [worker:production]
     BLOCKING = 1
@@ -25,11 +25,13 @@ names may contain ``:``. The file is read at start and again on every HUP.
 from __future__ import annotations
 
 import configparser
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..exceptions import ConfigurationError, InvalidQueueName
+from ..jobs.resolver import is_file_include
 from ..wire import payload as wire
 
 #: Environment the master sets for each worker itself; a config file may not.
@@ -65,10 +67,13 @@ def load(path: str, environment: str | None = None) -> PoolConfig:
         raise ConfigurationError(f"cannot read pool config {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ConfigurationError(f"pool config {path} is not UTF-8: {exc.reason}") from None
-    return parse(text, environment, source=path)
+    return parse(text, environment, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def parse(text: str, environment: str | None = None, source: str = "<string>") -> PoolConfig:
+def parse(text: str, environment: str | None = None, source: str = "<string>",
+          base_dir: str | None = None) -> PoolConfig:
+    """``base_dir``: where a relative ``APP_INCLUDE`` file is looked for (the config file's
+    directory), so a config works from wherever the master is started."""
     parser = configparser.ConfigParser(delimiters=("=",), interpolation=None, default_section=_NO_DEFAULT,
                                        inline_comment_prefixes=(";", "#"), strict=True)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # queue names and env names keep their case
@@ -89,11 +94,21 @@ def parse(text: str, environment: str | None = None, source: str = "<string>") -
         for name, count in _groups(parser, f"pool:{environment}", source).items():
             groups[name] = count
         env.update(_worker_env(parser, f"worker:{environment}", source))
+    if base_dir is not None and "APP_INCLUDE" in env:
+        env["APP_INCLUDE"] = _beside(env["APP_INCLUDE"], base_dir)
     groups = {name: count for name, count in groups.items() if count > 0}
     if not groups:
         raise ConfigurationError(f"pool config {source}: no queue group has a worker"
                                  + (f" in environment {environment!r}" if environment else ""))
     return PoolConfig(groups, env, source)
+
+
+def _beside(includes: str, base_dir: str) -> str:
+    """Relative include *files* (``jobs.py``, ``app/jobs.py``) joined to ``base_dir``; module
+    names and absolute paths (a deploy's ``/srv/app/current/jobs.py``) as written."""
+    return ",".join(os.path.join(base_dir, item.strip())
+                    if item.strip() and is_file_include(item.strip()) and not os.path.isabs(item.strip()) else item
+                    for item in includes.split(","))
 
 
 def normalise_group(text: str, where: str) -> str:

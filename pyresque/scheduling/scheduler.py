@@ -31,7 +31,16 @@ from ..wire import payload as wire
 from ..wire import procline
 from .lock import MasterLock
 from .moving import move_due
-from .schedules import InvalidSchedule, Schedule, display_name, format_last, load_schedule_file, parse_last, parse_stored
+from .schedules import (
+    InvalidSchedule,
+    Schedule,
+    display_name,
+    format_last,
+    load_schedule_file,
+    next_run,
+    parse_last,
+    parse_stored,
+)
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionResetError)
 
@@ -144,6 +153,7 @@ class Scheduler:
                 self.reload_schedules()
         if not self.master:
             return
+        self.store.refresh_loaded(self.options.lock_ttl)
         moved = move_due(self.resque, now, self.options.batch, self.worker_id)
         if moved.moved or moved.failed:
             procline.scheduler("Processing Delayed Items")
@@ -168,6 +178,7 @@ class Scheduler:
         fires…) is skipped with one error naming it; the others load and fire."""
         procline.scheduler("Loading Schedule")
         schedules = dict(self.static)
+        sources = {name: "file" for name in schedules}
         if self.options.dynamic:
             for name, raw in self.store.persistent_schedules().items():
                 try:
@@ -176,13 +187,31 @@ class Scheduler:
                     self._report_schedule("persisted schedule skipped", display_name(name), str(exc))
                     continue
                 schedules[schedule.name] = schedule
+                sources[schedule.name] = "redis"
         now = time.time()
         self._anchors = {name: self._anchors.get(name, now) for name in schedules}
         self.schedules = schedules
         runnable = sorted(name for name, s in schedules.items() if s.recurring)
         self.log.info("schedules loaded", schedules=runnable,
                       manual_only=sorted(name for name, s in schedules.items() if not s.recurring))
+        self._publish(sources, now)
         procline.scheduler("Schedules Loaded")
+
+    def _publish(self, sources: dict[str, str], now: float) -> None:
+        """Tell ``schedule list`` what runs here and log each schedule's next run: a schedule
+        from ``--schedule`` lives in this process only, as it does in resque-scheduler."""
+        last_seen = self.store.last_enqueued()
+        entries = {}
+        for name, schedule in sorted(self.schedules.items()):
+            config = dict(schedule.config or {})
+            entries[name] = wire.encode_loaded_schedule(wire.LoadedSchedule(
+                sources[name], config, self._anchors[name], self.lock_value,
+                self.options.schedule_file if sources[name] == "file" else None))
+            upcoming = next_run(schedule, last_seen.get(name), self._anchors[name], now)
+            self.log.info("schedule", schedule=name, source=sources[name], job_class=schedule.job_class,
+                          queue=schedule.queue, interval=schedule.interval_text,
+                          next_run=wire.iso_z(upcoming) if upcoming is not None else "manual only")
+        self.store.publish_loaded(entries, self.options.lock_ttl)
 
     def fire_due(self, now: float) -> int:
         """Enqueue each schedule whose next tick is due; returns how many fired. One that cannot
@@ -265,6 +294,7 @@ class Scheduler:
     def _teardown(self) -> None:
         try:
             if self.lock.release():
+                self.store.clear_loaded()  # ours, and nobody runs them now
                 self.log.info("master lock released")
         except _REDIS_DOWN as exc:
             self.outage.down(exc)

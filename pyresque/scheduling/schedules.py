@@ -368,6 +368,28 @@ def load_schedule_file(path: str | Path) -> dict[str, Schedule]:
     return {str(name): parse_schedule(str(name), config) for name, config in data.items()}
 
 
+def next_run(schedule: Schedule, last_enqueued_at: str | None, anchor: float | None = None,
+             now: float | None = None) -> float | None:
+    """When ``schedule`` fires next, as the master scheduler decides it (``None``: manual only).
+
+    ``anchor``: when the scheduler first saw it (an ``every`` never fired counts from there);
+    without one (no scheduler runs it), as if one started ``now``. A time in the past means due:
+    the next pass fires it."""
+    if not schedule.recurring:
+        return None
+    now = time.time() if now is None else now
+    try:
+        last = parse_last(last_enqueued_at)
+    except ValueError:
+        last = None
+    if last is not None:
+        last = min(last, now)
+    try:
+        return schedule.next_tick(last, now if anchor is None else anchor)
+    except (ValueError, OverflowError):  # croniter finds no tick: it cannot fire
+        return None
+
+
 def parse_last(value: str | None) -> float | None:
     """A ``delayed:last_enqueued_at`` value (Ruby's ``Time#to_s``, any offset) as unix time."""
     if not value:

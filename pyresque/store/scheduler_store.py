@@ -442,6 +442,30 @@ class SchedulerStore:
         pipe.sadd(self.keys.schedules_changed, name)
         return bool(pipe.execute()[0])
 
+    # -- what the running master loaded (pyresque's own key) ---------------------------------
+    def publish_loaded(self, entries: dict[str, str], ttl: int) -> None:
+        """Replace the published schedules (name -> JSON) in one transaction, expiring in ``ttl``."""
+        key = self.keys.scheduler_loaded
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        if entries:
+            pipe.hset(key, mapping=entries)
+            pipe.expire(key, ttl)
+        pipe.execute()
+
+    def refresh_loaded(self, ttl: int) -> None:
+        """Each master pass: keep the published schedules alive as long as the lock."""
+        self.redis.expire(self.keys.scheduler_loaded, ttl)
+
+    def clear_loaded(self) -> None:
+        self.redis.delete(self.keys.scheduler_loaded)
+
+    def loaded(self) -> dict[bytes, bytes]:
+        """Name -> JSON, as published (none if the key is not a hash)."""
+        key = self.keys.scheduler_loaded
+        return dict(self._tolerate(key, {}, "the running scheduler's schedules cannot be read",
+                                   lambda: self.redis.hgetall(key)))
+
     def drain_schedules_changed(self) -> list[str]:
         """SPOP every changed name, as resque-scheduler's master does."""
         names: list[str] = []

@@ -180,6 +180,14 @@ class Keys:
         """Set of schedule names changed since the master scheduler last reloaded them."""
         return self.ns + "schedules_changed"
 
+    @property
+    def scheduler_loaded(self) -> str:
+        """pyresque's own: hash schedule name -> JSON (:func:`payload.encode_loaded_schedule`) of
+        what the running master scheduler loaded, file and persisted. It expires with the master
+        lock's TTL unless refreshed each pass, so a dead scheduler's copy goes away. Ruby's
+        scheduler keeps its loaded schedules in memory only, and reads nothing here."""
+        return self.ns + "pyresque_scheduler:loaded"
+
     @overload
     def timestamps(self, encoded_item: str) -> str: ...
     @overload

@@ -536,3 +536,31 @@ def decode_failure(raw: bytes | str) -> dict[str, Any] | None:
     except InvalidPayload:
         return None
     return data if isinstance(data, dict) else None
+
+
+# -- the running scheduler's loaded schedules (pyresque's own key) --------------------------------
+class LoadedSchedule(NamedTuple):
+    """One entry of ``pyresque_scheduler:loaded``: what a master scheduler runs, and from where."""
+
+    source: str  # "file" or "redis" (persistent_schedules)
+    config: dict[str, Any]
+    anchor: float  # when the scheduler first saw it: an ``every`` never fired counts from here
+    scheduler: str  # the master's lock value, host:pid
+    file: str | None = None
+
+
+def encode_loaded_schedule(entry: LoadedSchedule) -> str:
+    return json.dumps({"source": entry.source, "config": entry.config, "anchor": entry.anchor,
+                       "scheduler": entry.scheduler, "file": entry.file}, separators=(",", ":"), default=str)
+
+
+def decode_loaded_schedule(raw: bytes | str) -> LoadedSchedule:
+    """An entry as read (any program may write any key): :class:`InvalidPayload` says why not."""
+    doc = untrusted.loads(raw, "loaded schedule")
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise InvalidPayload("loaded schedule is not an object with a config object")
+    anchor, source, scheduler, file = doc.get("anchor"), doc.get("source"), doc.get("scheduler"), doc.get("file")
+    if not isinstance(anchor, (int, float)) or isinstance(anchor, bool) or source not in ("file", "redis"):
+        raise InvalidPayload("loaded schedule has no numeric anchor or no source file/redis")
+    return LoadedSchedule(source, doc["config"], float(anchor), scheduler if isinstance(scheduler, str) else "?",
+                          file if isinstance(file, str) else None)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 from ..jobs import job as jobmod
 from ..process.interpreter import python_command
 from ..wire import procline
-from . import horse
+from . import horse, output
 
 if TYPE_CHECKING:
     import subprocess
@@ -79,6 +79,8 @@ class Zygote:
             args += ["--include", include]
         for entry in allowed:
             args += ["--allow", entry]
+        if output.installed():  # LOGGING=json: the children's print() must come out as JSON too
+            args += ["--output", "json"]
         import subprocess  # here, not at the top: it loads threading, whose fork handler every child would run
 
         # This very pyresque, even from a checkout, and no working directory on sys.path.
@@ -276,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     from ..jobs.resolver import JobResolver, load_include
 
     sock = socket.socket(fileno=options["fd"])
+    if options["output"] == "json":
+        output.install(output.json_emitter(sys.stderr))
     try:
         resolver = JobResolver([load_include(spec) for spec in options["include"]], options["allow"])
     except Exception as exc:  # the worker loaded the same includes: this should not happen
@@ -287,8 +291,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 def _parse_helper_args(argv: Sequence[str]) -> dict[str, Any]:
     """The ``--name value`` pairs :meth:`Zygote.launch` writes. Parsed by hand: argparse would
     stay resident in the helper and make every fork copy and tear down its pages."""
-    options: dict[str, Any] = {"fd": None, "include": [], "allow": [], "max-jobs": 1, "max-rss": 0.0}
-    convert: dict[str, Any] = {"fd": int, "max-jobs": int, "max-rss": float}
+    options: dict[str, Any] = {"fd": None, "include": [], "allow": [], "max-jobs": 1, "max-rss": 0.0,
+                               "output": ""}
+    convert: dict[str, Any] = {"fd": int, "max-jobs": int, "max-rss": float, "output": str}
     if len(argv) % 2:
         raise SystemExit(f"pyresque.zygote: expected --name value pairs, got {' '.join(argv)}")
     for flag, value in zip(argv[::2], argv[1::2]):

@@ -21,7 +21,7 @@ from ..jobs import job as jobmod
 from ..process import parent_death
 from ..wire import payload as wire
 from ..wire import procline
-from . import signals
+from . import output, signals
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -142,6 +142,7 @@ def _serve(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, ...]
             doc = json.loads(message)
             job = jobmod.Job(doc["queue"], wire.decode_payload(doc["raw"]), doc["worker"], doc["raw"].encode("utf-8"))
             procline.set_title(procline.processing(job.queue, doc["since"], job.job_class))
+            output.job_started(job.id)  # LOGGING=json: what the job prints is logged under its id
             outcome = jobmod.run(job, resolver.resolve(job.job_class), after_fork=served == 0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             served += 1
@@ -151,6 +152,7 @@ def _serve(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, ...]
                     stream.flush()
                 except Exception:
                     pass
+            output.job_ended()
             body = (b"R" if retiring else b"C") + outcome.to_message()
             _write_all(result_fd, FRAME.pack(len(body)) + body)
             if retiring:

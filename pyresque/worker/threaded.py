@@ -48,7 +48,7 @@ from ..queue import Resque
 from ..store.waiting import MAX_WAIT_QUEUES
 from ..wire import payload as wire
 from ..wire import procline
-from . import signals
+from . import output, signals
 from .options import WorkerOptions
 from .worker import _REDIS_DOWN, Worker
 
@@ -131,9 +131,11 @@ class Slot(Worker):
         with self.lock:
             self.current = inflight
         self._log_started(job)
+        output.job_started(job.id)
         try:
             outcome = jobmod.run(job, target)
         finally:
+            output.job_ended()
             with self.lock:
                 self.current = None
                 abandoned = self.abandoned

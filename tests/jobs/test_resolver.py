@@ -215,3 +215,34 @@ def test_an_include_directory_goes_last_on_sys_path(tmp_path, monkeypatch):
     finally:
         for name in ("pyresque_include_last_include", "last_sibling"):
             sys.modules.pop(name, None)
+
+
+def test_an_include_that_breaks_on_import_is_one_configuration_error_naming_file_and_line(tmp_path, monkeypatch):
+    syntax = tmp_path / "syntax_jobs.py"
+    syntax.write_text("class Job:\n    def perform(self)\n        pass\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_include(str(syntax))
+    assert str(info.value).startswith(f"APP_INCLUDE ({syntax}) failed to load at {syntax}:2: SyntaxError")
+    assert isinstance(info.value.__cause__, SyntaxError)  # VVERBOSE prints its traceback
+    assert "pyresque_include_syntax_jobs" not in sys.modules  # a fixed file loads on the next try
+    helper = tmp_path / "helper_mod.py"
+    helper.write_text("def settle():\n    raise ValueError('no database configured')\n")
+    (tmp_path / "raising_jobs.py").write_text("import helper_mod\n\nhelper_mod.settle()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigurationError) as info:
+        load_include(str(tmp_path / "raising_jobs.py"))  # the include's own line, not the helper's
+    assert "raising_jobs.py:3: ValueError: no database configured" in str(info.value)
+    (tmp_path / "raising_mod.py").write_text("import helper_mod\nhelper_mod.settle()\n")
+    with pytest.raises(ConfigurationError, match=r"\(raising_mod\) failed to load at .*helper_mod.py:2: ValueError"):
+        load_include("raising_mod")  # a module name: the deepest frame outside importlib
+    sys.modules.pop("helper_mod", None)
+
+
+def test_a_class_not_found_says_how_classes_are_loaded():
+    message = str(pytest.raises(JobClassNotFound, JobResolver().resolve, "Missing").value)
+    assert message.startswith("Could not find job class Missing.")
+    assert "No job code is loaded: start the worker with APP_INCLUDE=" in message
+    for hint in ("APP_INCLUDE", "@pyresque.register", "ALLOWED_MODULES"):
+        assert hint in message
+    loaded = str(pytest.raises(JobClassNotFound, JobResolver(allowed=["app"]).resolve, "Missing").value)
+    assert "No job code is loaded" not in loaded and "ALLOWED_MODULES" in loaded

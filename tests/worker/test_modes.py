@@ -121,8 +121,9 @@ def test_the_helper_prepares_every_known_job_once_for_all_children():
 
 def test_the_helper_parses_its_own_arguments_strictly():
     assert _parse_helper_args(["--fd", "5", "--include", "a.py", "--include", "b", "--allow", "app",
-                               "--max-jobs", "3", "--max-rss", "2.5"]) == {
-        "fd": 5, "include": ["a.py", "b"], "allow": ["app"], "max-jobs": 3, "max-rss": 2.5}
+                               "--max-jobs", "3", "--max-rss", "2.5", "--output", "json"]) == {
+        "fd": 5, "include": ["a.py", "b"], "allow": ["app"], "max-jobs": 3, "max-rss": 2.5, "output": "json"}
+    assert _parse_helper_args(["--fd", "5"])["output"] == ""  # job output left alone (console logging)
     for bad, message in ((["--fd"], "pairs"), (["--include", "x"], "--fd is required"),
                          (["--fd", "x"], "needs a number"), (["--fd", "3", "--bogus", "1"], "unknown option")):
         with pytest.raises(SystemExit, match=message):
