@@ -42,6 +42,8 @@ _LAZY_COMMANDS = {
     "stats": "ops:info",
     "pause": "ops:pause",
     "resume": "ops:resume",
+    "redis": "dev:redis_command",
+    "dev": "dev:dev",
 }
 
 
