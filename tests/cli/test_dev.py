@@ -3,7 +3,9 @@ when it falls back to the default Redis nobody configured.
 
 None of these tests talks to port 6379: the default-URL notice is checked where it is made
 (settings from an empty environment), in-process against the session's server standing in for
-the default, and in a worker that exits while loading its include, before any Redis call.
+the default, in a worker that exits while loading its include (before any Redis call), and in
+commands run in a network namespace of their own (``unshare -n``), where no 127.0.0.1:6379 is
+reachable.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -358,3 +361,35 @@ def test_a_worker_with_a_configured_url_says_nothing_of_a_default(tmp_path, redi
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 7
     assert result.stderr == "include loaded\n"
+
+
+def without_network(argv: list[str]) -> list[str]:
+    """``argv`` in a new network namespace, whose loopback is down: the default Redis, whoever
+    runs it on this machine, cannot be reached from there."""
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("unshare -n is not available here (needs root or user namespaces)")
+    return ["unshare", "-n", *argv]
+
+
+def test_a_one_shot_command_on_the_default_url_says_so_then_fails_to_reach_it():
+    result = subprocess.run(without_network([sys.executable, "-m", "pyresque", "queues"]), env=clean_env(),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    note, error = result.stderr.splitlines()
+    assert note.startswith("Note: using the default Redis at redis://127.0.0.1:6379/0 (REDIS_URL not set")
+    assert error.startswith("Error: cannot reach Redis at redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize("command", [["worker", "--queue", "default"], ["scheduler"]])
+def test_a_long_running_command_names_the_default_redis_first(command, tmp_path):
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(without_network([sys.executable, "-m", "pyresque", *command]), env=clean_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            first = wait_for(lambda: log.read_text().splitlines()[:1], timeout=20, what="a log line")[0]
+        finally:
+            proc.kill()
+            proc.wait()
+    assert "[warning  ] using the default Redis at redis://127.0.0.1:6379/0 (REDIS_URL not set" in first
