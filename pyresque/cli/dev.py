@@ -170,7 +170,7 @@ def dev(queue: str, includes: tuple[str, ...], schedule_file: str | None, stop_t
     \b
       pyresque dev --include jobs.py            # then, in another terminal:
       export REDIS_URL=...; pyresque enqueue MyJob 1
-    \b
+
     Their logs stream here. Ctrl-C: the worker finishes its job (QUIT), then Redis stops;
     a second Ctrl-C TERMs the worker at once. A process that dies early ends the session (exit 1).
     """
