@@ -233,7 +233,7 @@ def test_dev_runs_jobs_and_ctrl_c_lets_the_job_finish_then_stops_everything(fore
     wait_for(lambda: (resque.status(slow) or wire.StatusPacket(0, 0, 0, None)).status == wire.RUNNING,
              timeout=20, what="the slow job to start")
     tree = proc.descendants()
-    assert titled(tree, "resque-0.1.0: Processing default") and titled(tree, "redis-server")
+    assert titled(tree, ": Processing default") and titled(tree, "redis-server")
     code, _, err = proc.interrupt(timeout=40)
     assert code == 0, err
     assert (tmp_path / "slow").read_text() == "finished"  # QUIT: the job in hand finished
@@ -281,7 +281,7 @@ def test_dev_without_schedule_starts_no_scheduler(foreground, tmp_path):
     (tmp_path / "jobs.py").write_text(JOBS)
     proc = foreground("dev", "--include", "jobs.py", cwd=tmp_path)
     proc.read_export()
-    wait_for(lambda: titled(proc.descendants(), "resque-0.1.0: Waiting for default"), what="the worker")
+    wait_for(lambda: titled(proc.descendants(), ": Waiting for default"), what="the worker")
     assert not titled(proc.descendants(), "scheduler")
     assert proc.interrupt(timeout=40)[0] == 0
 
