@@ -169,7 +169,24 @@ def open_resque(redis_url: str | None, prefix: str | None) -> Resque:
     except ConfigurationError as exc:
         raise UsageProblem(str(exc)) from None
     ctx.obj = settings
+    _say_default_url(settings)
     return Resque(settings=settings)
+
+
+def _say_default_url(settings: RedisSettings) -> None:
+    """Name the default Redis when nothing configured one: the first log line of a long-running
+    command (worker, scheduler, master: they set up logging first), else one stderr line."""
+    notice = settings.default_notice
+    if notice is None:
+        return
+    import structlog
+
+    if structlog.is_configured():
+        from .. import log
+
+        log.get_logger().warning(notice)
+    else:
+        click.echo(f"Note: {notice}", err=True)
 
 
 def parse_json_args(values: tuple[str, ...]) -> list[Any]:

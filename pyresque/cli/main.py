@@ -50,6 +50,8 @@ _LAZY_COMMANDS = {
     "stats": "ops:info",
     "pause": "ops:pause",
     "resume": "ops:resume",
+    "redis": "dev:redis_command",
+    "dev": "dev:dev",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote_plus, urlsplit, urlunsplit
 
@@ -26,6 +26,9 @@ class RedisSettings:
 
     url: str = defaults.REDIS_URL
     prefix: str = defaults.NAMESPACE
+    #: True when nothing named a Redis (no ``redis_url``, ``REDIS_URL`` or ``REDIS_BACKEND``) and
+    #: ``url`` is the default: whatever owns localhost:6379, which the commands then say aloud.
+    defaulted: bool = field(default=False, compare=False)
 
     @classmethod
     def from_env(
@@ -40,12 +43,22 @@ class RedisSettings:
         url = redis_url or env.get("REDIS_URL") or None
         if url is None and env.get("REDIS_BACKEND"):
             url = backend_to_url(env["REDIS_BACKEND"], env.get("REDIS_BACKEND_DB"))
+        defaulted = url is None
         url = normalise_url(url or defaults.REDIS_URL)
         if prefix is None:
             prefix = env.get("PREFIX")
             if prefix is None or prefix == "":
                 prefix = defaults.NAMESPACE  # php: PREFIX is used only when non-empty
-        return cls(url=url, prefix=prefix)
+        return cls(url=url, prefix=prefix, defaulted=defaulted)
+
+    @property
+    def default_notice(self) -> str | None:
+        """What a command says first when it uses the default Redis nobody configured, so no one
+        talks to a stranger's Redis unknowingly; ``None`` when a URL was configured."""
+        if not self.defaulted:
+            return None
+        return (f"using the default Redis at {self.display_url} (REDIS_URL not set; "
+                "'pyresque redis' starts a private one)")
 
     @property
     def display_url(self) -> str:

@@ -60,3 +60,22 @@ def test_queue_suite_passes_with_the_wheel_binary(tmp_path):
 def test_find_prefers_explicit_binary(monkeypatch):
     monkeypatch.setenv("PYRESQUE_REDIS_SERVER", "/opt/redis/bin/redis-server")
     assert find_redis_server() == "/opt/redis/bin/redis-server"
+
+
+def test_a_port_another_server_holds_is_an_error_not_that_server(redis_server):
+    """The other server answers PING until ours gives up binding: only our own pid counts."""
+    from pyresque.exceptions import ConfigurationError
+
+    server = RedisServer(port=redis_server.port)
+    with pytest.raises(ConfigurationError, match="exited at start: .*(in use|listening)"):
+        server.start()
+    server.close()
+
+
+def test_a_data_dir_is_kept_and_loaded_again(tmp_path):
+    data = tmp_path / "data"
+    with RedisServer(data_dir=str(data)) as server:
+        redis.Redis(port=server.port).set("kept", "1")
+    assert (data / "dump.rdb").is_file()
+    with RedisServer(data_dir=str(data)) as server:
+        assert redis.Redis(port=server.port).get("kept") == b"1"
