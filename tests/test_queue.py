@@ -213,10 +213,12 @@ def test_a_failed_jobs_status_and_wait_give_its_error(redis_url, r, tmp_path, bl
     ok = resque.enqueue("default", "PHP_Job", {"n": 1})
     resque.enqueue("default", "FailJob", "untracked", track=False)  # runs first: no status, so no summary
     bad = resque.enqueue("default", "FailJob", "boom: the disk is full")
-    with WorkerProcess(redis_url, tmp_path, BLOCKING=blocking):
+    with WorkerProcess(redis_url, tmp_path, BLOCKING=blocking) as worker:
         assert resque.wait(ok, timeout=30)["args"] == {"n": 1}
         with pytest.raises(JobFailed) as failed:
             resque.wait(bad, timeout=30)
+    # registering (SET's status reply) and the summary's SET are not taken for wrong-type keys
+    assert "wrong type" not in worker.log()
     assert (failed.value.job_id, failed.value.exception, failed.value.message) == \
         (bad, "RuntimeError", "boom: the disk is full")
     assert str(failed.value) == f"job {bad} failed: RuntimeError: boom: the disk is full"
