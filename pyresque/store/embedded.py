@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Sequence
 
 from ..exceptions import ConfigurationError
 
@@ -67,7 +68,7 @@ class RedisServer:
     """Start a private redis-server; ``url`` points at it; ``stop``/``start`` for outage tests."""
 
     def __init__(self, binary: str | None = None, port: int | None = None, data_dir: str | None = None,
-                 new_session: bool = False) -> None:
+                 new_session: bool = False, extra_args: Sequence[str] = ()) -> None:
         """``data_dir``: keep the data there (an RDB snapshot, saved on stop and every few minutes,
         loaded at the next start) instead of in a temporary directory removed by ``close``.
         ``new_session``: the server does not get the terminal's Ctrl-C, so its owner decides
@@ -83,6 +84,7 @@ class RedisServer:
         else:
             self.dir = tempfile.mkdtemp(prefix="pyresque-redis-")
         self.new_session = new_session
+        self.extra_args = list(extra_args)  # more redis-server options (a test's --rename-command)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,7 +97,7 @@ class RedisServer:
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             *save, "--appendonly", "no", "--dir", self.dir,
             "--daemonize", "no", "--loglevel", "warning",
-            "--logfile", os.path.join(self.dir, "redis.log"),
+            "--logfile", os.path.join(self.dir, "redis.log"), *self.extra_args,
         ]
         try:
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

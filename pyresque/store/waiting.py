@@ -139,6 +139,9 @@ class QueueWaiter:
         try:
             connection.send_command("CLIENT", "ID")
             client_id = int(connection.read_response())
+        except redis.ResponseError as exc:  # CLIENT renamed away or denied: no way to end a wait early
+            pool.release(connection)
+            raise WaitUnsupported(f"CLIENT ID refused: {exc}") from None
         except BaseException:
             connection.disconnect()
             pool.release(connection)
@@ -195,6 +198,8 @@ class QueueWaiter:
         """At exit: end the waits, put back what is parked, forget this worker's lists."""
         try:
             self.cancel()
+        except WaitUnsupported:
+            pass  # CLIENT UNBLOCK refused: the connections were dropped instead, nothing waits
         finally:
             names = list(self._registered or ()) + list(self._waiting)
             self._drop_all()

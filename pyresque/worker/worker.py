@@ -316,21 +316,27 @@ class Worker:
         retire_at = self._last_job_at + self.options.helper_idle
         until = min(self._next_wake(), retire_at) if retire_at > time.monotonic() else self._next_wake()
         if self.waiter is not None:
-            try:
-                self.waiter.wait(self.selection.names(), self.options.interval, until, (self.inbox.fds[0],))
+            if self._cancel_wait(lambda waiter: waiter.wait(self.selection.names(), self.options.interval, until,
+                                                            (self.inbox.fds[0],))):
                 self.outage.report(self.store)
                 return
-            except WaitUnsupported as exc:
-                self.log.warning("cannot wait for jobs with BLMOVE; polling every INTERVAL instead",
-                                 reason=str(exc), interval=self.options.interval)
-                self.waiter = None
         if not self._still_waiting():
             self._next_poll = time.monotonic() + self.options.interval
         self._idle(max(min(self._next_poll, until) - time.monotonic(), 0.0))
 
-    def _cancel_wait(self) -> None:
-        if self.waiter is not None:
-            self.waiter.cancel()
+    def _cancel_wait(self, step: Any = QueueWaiter.cancel) -> bool:
+        """Run a step of the wait (by default: end it); if Redis cannot wait, poll from now on."""
+        if self.waiter is None:
+            return False
+        try:
+            step(self.waiter)
+            return True
+        except WaitUnsupported as exc:
+            self.log.warning("cannot wait for jobs with BLMOVE; polling every INTERVAL instead",
+                             reason=str(exc), interval=self.options.interval)
+            self.waiter.close()
+            self.waiter = None
+            return False
 
     def _title(self, status: str) -> None:
         procline.set_title(status)

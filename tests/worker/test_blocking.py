@@ -162,3 +162,17 @@ def test_the_default_worker_waits_in_blmove_and_starts_an_arriving_job(redis_url
         assert json.loads(r.hget("resque:pyresque_reservations", wid)) == ["high", "default"]
     assert not r.hexists("resque:pyresque_reservations", wid)  # unregistered with the worker
     assert not r.keys("resque:pyresque_reserved:*")
+
+
+@pytest.mark.parametrize("renamed", ["BLMOVE", "CLIENT"], ids=["no-blmove", "no-client-unblock"])
+def test_a_server_that_cannot_wait_gets_a_polling_worker_that_still_runs_jobs(tmp_path, renamed):
+    """Redis < 6.2 has no BLMOVE; a managed Redis may deny CLIENT. The worker says so and polls."""
+    from pyresque.store.embedded import RedisServer
+
+    with RedisServer(extra_args=["--rename-command", renamed, ""]) as server:
+        resque = Resque(server.url)
+        with WorkerProcess(server.url, tmp_path, INTERVAL="0.2") as worker:
+            wait_for(lambda: "polling every INTERVAL instead" in worker.log(), what=f"the fallback\n{worker.log()}")
+            job_id = resque.enqueue("default", "PHP_Job", {"n": 3})
+            wait_for(lambda: resque.status(job_id).status == wire.COMPLETE, what=f"the job\n{worker.log()}")
+        assert not resque.redis.keys("resque:pyresque_reserved:*")
