@@ -26,6 +26,8 @@ from ..log import get_logger
 from ..process.interpreter import python_command
 from ..process.pidfile import remove_pidfile, write_pidfile
 from ..process.signal_inbox import SignalInbox
+from ..queue import Resque
+from ..scheduling.duty import DelayedDuty
 from ..store.connection import RedisSettings
 from ..store.datastore import DataStore
 from ..wire import procline
@@ -168,6 +170,7 @@ class Master:
         self._drained: dict[str, int] = {}
         self.inbox = SignalInbox(MASTER_TABLE)
         self._store_cache: tuple[tuple[str, str], DataStore] | None = None
+        self._duty: tuple[tuple[str, str], DelayedDuty] | None = None
         self._store_for(self.config)  # a bad REDIS_URL/REDIS_BACKEND fails now, not at the first HUP
         self._ready_retry_at = 0.0
         self._redis_warned = False
@@ -190,6 +193,7 @@ class Master:
                     break
                 self._advance_handover()
                 self._maintain()
+                self._move_delayed()
                 self._show_title()
                 self._wait(self._timeout())
         finally:
@@ -282,7 +286,7 @@ class Master:
         if self.stopping:
             return None  # only a signal (CHLD included) can change anything
         now = time.monotonic()
-        waits = []
+        waits = [self._duty[1].due - now] if self._duty is not None else []
         if self.handover is not None:
             waits.append(max(defaults.HANDOVER_POLL, self._ready_retry_at - now))
             waits.append(self.handover.deadline - now)
@@ -412,6 +416,26 @@ class Master:
         if self._hup_pending:
             self._hup_pending = False
             self._rolling_restart()
+
+    def _move_delayed(self) -> None:
+        """The master's share of moving due delayed jobs and retries (:mod:`..scheduling.duty`), as
+        each of its workers does: they may all be busy with inline jobs. The workers' own
+        ``PYRESQUE_SCHEDULER=0`` opts the master out too."""
+        if self.stopping:
+            return
+        env = self.worker_env("-", self.config)
+        if env.get("PYRESQUE_SCHEDULER", "1").strip().lower() in ("0", "false", "no", "off"):
+            self._duty = None
+            return
+        settings = RedisSettings.from_env(env)
+        key = (settings.url, settings.prefix)
+        if self._duty is None or self._duty[0] != key:
+            resque = Resque(settings=settings, client=self._store_for(self.config).redis)
+            self._duty = (key, DelayedDuty(resque, f"{self.hostname}:{self.pid}", self.log))
+        try:
+            self._duty[1].run_if_due()
+        except _REDIS_DOWN:
+            pass  # the workers report the outage; the next pass tries again
 
     def _store_for(self, config: PoolConfig) -> DataStore:
         """A connection to the Redis the workers of this config use (the same URL and prefix)."""

@@ -332,3 +332,21 @@ def test_restart_policy_backs_off_young_deaths_and_forgives_long_lives():
     assert policy.crash_looping("q") and not policy.crash_looping("other")
     assert policy.wait("q", now=1) == 3
     assert policy.died("q", uptime=6, now=10) == 0 and not policy.crash_looping("q") and policy.wait("q", 10) == 0
+
+
+@pytest.mark.parametrize("opt_out", [False, True], ids=["moves", "no-scheduler"])
+def test_the_master_moves_due_delayed_jobs_too_unless_its_workers_opt_out(redis_url, r, opt_out):
+    """Its workers may all be busy with inline jobs; the master then still moves delayed jobs."""
+    from pyresque.pool import config as pool_config
+    from pyresque.pool.master import Master
+
+    ts = int(time.time()) - 5
+    r.zadd("resque:delayed_queue_schedule", {str(ts): ts})
+    r.rpush(f"resque:delayed:{ts}", json.dumps({"class": "PHP_Job", "args": [], "queue": "default"}))
+    environ = {"REDIS_URL": redis_url} | ({"PYRESQUE_SCHEDULER": "0"} if opt_out else {})
+    master = Master(lambda: pool_config.single("default", 1), environ=environ)
+    master._move_delayed()
+    if master._duty is not None:
+        master._duty[1].due = 0.0  # its first pass waits a random part of a second
+        master._move_delayed()
+    assert r.llen("resque:queue:default") == (0 if opt_out else 1)
