@@ -27,11 +27,11 @@ from ..queue import Resque
 from ..scheduling.duty import DelayedDuty
 from ..store.datastore import AllPaused, Bookkeeping
 from ..store.outage import Outage
-from ..store.waiting import QueueWaiter, WaitUnsupported
 from ..wire import payload as wire
 from ..wire import procline
 from . import signals
 from .heartbeat import BusyBeat, Pruner
+from .idle import IdleWait
 from .options import WorkerOptions
 from .queues import QueueSelection
 from .supervisor import ChildSupervisor
@@ -87,10 +87,10 @@ class Worker:
         self._started = wire.ruby_time()  # kept across re-registrations: how a holder knows its id
         self.id = str(wire.WorkerId(self.hostname, self.pid, tuple(self.queue_patterns), slot))
         self.log = self.selection.log = get_logger("pyresque.worker").bind(worker=self.id)
-        self._last_job_at = self._next_poll = time.monotonic()
+        self._last_job_at = time.monotonic()
         self._unbooked: Bookkeeping | None = None
         self._record = ""  # the exact working-on record of the job in hand (see FINISH_LUA)
-        self.waiter = QueueWaiter(self.store, self.id) if self.options.blocking else None
+        self.idle = IdleWait(self.store, self.id, self.options.blocking, self.options.interval, self.log)
         self.duty = DelayedDuty(resque, f"{self.hostname}:{self.pid}", self.log) if self.options.scheduler else None
         self.shutdown = False
         self.shutdown_now = False
@@ -128,7 +128,7 @@ class Worker:
             self._safe_event("beforeFirstFork", self)
         self.register()
         self.log.info("worker started", queues=self.queue_patterns, pid=self.pid, mode="fork" if self.options.fork
-                      else "inline", blocking=self.waiter is not None, moves_delayed=self.duty is not None)
+                      else "inline", blocking=self.idle.blocking, moves_delayed=self.duty is not None)
         give_back_free_memory()  # what start-up freed (~2 MiB here) would otherwise stay resident
 
     def register(self) -> None:
@@ -136,15 +136,13 @@ class Worker:
             self._take_unique_id()
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
         self._registered = True
-        if self.waiter is not None:
-            self.waiter.forget_registration()
+        self.idle.forget_registration()
 
     def _take_unique_id(self) -> None:
         """Another live worker holds our id (a restarted container: same hostname, pid 1)."""
         taken, self.id = self.id, wire.tagged_worker_id(self.id)
         self.pruner.worker_id = self.id
-        if self.waiter is not None:
-            self.waiter.worker_id = self.id
+        self.idle.rename(self.id, self.log)
         self.log = self.selection.log = self.log.bind(worker=self.id)
         self.log.warning("worker id held by another live worker; registering under a tagged id", taken=taken)
 
@@ -160,11 +158,11 @@ class Worker:
                 self._run_timers()
                 if self.paused or self.selection.all_paused():
                     self._flush_bookkeeping()
-                    self._cancel_wait()
+                    self.idle.cancel()
                     self._title("Paused")
                     self._idle(self.options.interval or 1.0)
                     continue
-                reserved = None if self._still_waiting() else self._reserve()
+                reserved = None if self.idle.pending() else self._reserve()
                 if reserved is None:
                     if self.options.interval == 0:
                         return  # burst mode: queues drained (the reserve applied the last bookkeeping)
@@ -182,6 +180,7 @@ class Worker:
             self.outage.back()
             self._process_safely(*reserved)
             self._last_job_at = time.monotonic()
+            self.idle.job_done()
 
     def _process_safely(self, queue: str, item: bytes, started: int | None) -> None:
         """Nothing in a job's handling may kill the worker, nor lose the job."""
@@ -303,40 +302,12 @@ class Worker:
         return Bookkeeping(record=self._record, final=final)
 
     # -- waiting for work ------------------------------------------------------------------
-    def _still_waiting(self) -> bool:
-        """No reserve yet: BLMOVEs are blocked (a job that arrives ends the wait), or polling mode's
-        interval has not passed (the loop woke for a timer)."""
-        if self.waiter is not None:
-            return self.waiter.pending
-        return time.monotonic() < self._next_poll
-
     def _wait_for_work(self) -> None:
-        """Every queue is empty: wait for a job (BLMOVE, see :mod:`pyresque.store.waiting`) until
-        the next timer, or sleep the poll interval (BLOCKING=0, or a wait Redis cannot do)."""
+        """Every queue is empty: wait (:mod:`.idle`) until a job comes or a timer is due."""
         retire_at = self._last_job_at + self.options.helper_idle
         until = min(self._next_wake(), retire_at) if retire_at > time.monotonic() else self._next_wake()
-        if self.waiter is not None:
-            if self._cancel_wait(lambda waiter: waiter.wait(self.selection.names(), self.options.interval, until,
-                                                            (self.inbox.fds[0],))):
-                self.outage.report(self.store)
-                return
-        if not self._still_waiting():
-            self._next_poll = time.monotonic() + self.options.interval
-        self._idle(max(min(self._next_poll, until) - time.monotonic(), 0.0))
-
-    def _cancel_wait(self, step: Any = QueueWaiter.cancel) -> bool:
-        """Run a step of the wait (by default: end it); if Redis cannot wait, poll from now on."""
-        if self.waiter is None:
-            return False
-        try:
-            step(self.waiter)
-            return True
-        except WaitUnsupported as exc:
-            self.log.warning("cannot wait for jobs with BLMOVE; polling every INTERVAL instead",
-                             reason=str(exc), interval=self.options.interval)
-            self.waiter.close()
-            self.waiter = None
-            return False
+        if self.idle.wait(self.selection.names(), until, self.inbox.fds[0], self._idle):
+            self.outage.report(self.store)
 
     def _title(self, status: str) -> None:
         procline.set_title(status)
@@ -514,8 +485,6 @@ class Worker:
     def _heartbeat(self) -> None:
         if not self.store.heartbeat(self.id):
             self.log.warning("this worker's registration vanished (Redis restarted?): registering again")
-            if self.waiter is not None:
-                self.waiter.forget_registration()
             self.register()
 
     def _redis_outage(self, exc: BaseException) -> None:
@@ -584,8 +553,7 @@ class Worker:
     def unregister(self) -> None:
         """Ruby's unregister; a job still recorded as running is failed first (DirtyExit), or
         requeued if its class allows it, exactly as a prune would; a job parked by a wait goes back."""
-        if self.waiter is not None:
-            self.waiter.close()
+        self.idle.close()
         self.pruner.prune_worker(self.id, heartbeat_expired=False, quiet=True)
         self._registered = False
 
