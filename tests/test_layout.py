@@ -28,10 +28,11 @@ LAYERS: list[set[str]] = [
     {"worker"},
     {"pool"},
     {"admin"},
+    {"web"},  # the HTTP API and /metrics: above everything it serves, below the CLI that starts it
     {"cli", "__main__"},
 ]
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms}
-ROOMS = {"wire", "process", "store", "jobs", "scheduling", "worker", "pool", "admin", "cli"}
+ROOMS = {"wire", "process", "store", "jobs", "scheduling", "worker", "pool", "admin", "web", "cli"}
 TOP_LEVEL = {"__init__.py", "__main__.py", "queue.py", "defaults.py", "exceptions.py", "log.py"}
 
 
