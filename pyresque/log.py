@@ -48,6 +48,19 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
     )
 
 
+#: The fields :func:`bind_job` adds to every line logged while a job is handled.
+JOB_FIELDS = ("job_id", "job_class", "queue", "attempt")
+
+
+def bind_job(fields: dict[str, Any]) -> None:
+    """Every line this thread logs from now on names the job (structlog's context variables)."""
+    structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if k in JOB_FIELDS})
+
+
+def unbind_job() -> None:
+    structlog.contextvars.unbind_contextvars(*JOB_FIELDS)
+
+
 _MULTI_LINE = ("exception", "stack")  # tracebacks: ours to lay out over several lines
 
 

@@ -65,6 +65,11 @@ class Job:
         return value if isinstance(value, str) else None
 
     @property
+    def log_fields(self) -> dict[str, Any]:
+        """What every log line about this job carries (README: "Log fields")."""
+        return {"job_id": self.id, "job_class": self.job_class, "queue": self.queue, "attempt": self.attempt}
+
+    @property
     def status_prefix(self) -> str:
         value = self.payload.get("prefix")
         return value if isinstance(value, str) else ""

@@ -142,7 +142,7 @@ def _serve(job_r: int, result_fd: int, resolver: Any, close_fds: tuple[int, ...]
             doc = json.loads(message)
             job = jobmod.Job(doc["queue"], wire.decode_payload(doc["raw"]), doc["worker"], doc["raw"].encode("utf-8"))
             procline.set_title(procline.processing(job.queue, doc["since"], job.job_class))
-            output.job_started(job.id)  # LOGGING=json: what the job prints is logged under its id
+            output.job_started(job.log_fields)  # LOGGING=json: what the job prints is logged as the job's
             outcome = jobmod.run(job, resolver.resolve(job.job_class), after_fork=served == 0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             served += 1

@@ -22,14 +22,14 @@ import sys
 import time
 from typing import Callable, TextIO
 
-#: (stream name, line, job id or None) -> None
-Emit = Callable[[str, str, "str | None"], None]
+#: (stream name, line, the job's log fields or None) -> None
+Emit = Callable[[str, str, "dict[str, object] | None"], None]
 
 #: A line longer than this is emitted in pieces, so a job printing without newlines cannot
 #: grow the buffer without bound.
 MAX_LINE = 65536
 
-_jobs: dict[int, str] = {}  # thread id -> the id of the job that thread runs
+_jobs: dict[int, dict[str, object]] = {}  # thread id -> the log fields of the job that thread runs
 _installed: list[LineCapture] = []
 
 
@@ -123,10 +123,10 @@ def installed() -> bool:
     return bool(_installed)
 
 
-def job_started(job_id: str | None) -> None:
-    """Lines this thread writes from now on belong to ``job_id``."""
-    if job_id:
-        _jobs[_thread.get_ident()] = job_id
+def job_started(fields: dict[str, object]) -> None:
+    """Lines this thread writes from now on belong to the job these log fields name
+    (``Job.log_fields``: job_id, job_class, queue, attempt)."""
+    _jobs[_thread.get_ident()] = {k: v for k, v in fields.items() if v is not None}
 
 
 def job_ended() -> None:
@@ -139,13 +139,11 @@ def job_ended() -> None:
 def json_emitter(stream: TextIO) -> Emit:
     """Events rendered as structlog's JSON renderer does, for the forking helper (no structlog)."""
 
-    def emit(name: str, line: str, job_id: str | None) -> None:
-        event: dict[str, object] = {"stream": name, "line": line}
-        if job_id:
-            event["job_id"] = job_id
+    def emit(name: str, line: str, job: dict[str, object] | None) -> None:
+        event: dict[str, object] = {"stream": name, "line": line, **(job or {})}
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-        event.update({"event": "job output" if job_id else "output", "level": "info", "timestamp": stamp})
+        event.update({"event": "job output" if job else "output", "level": "info", "timestamp": stamp})
         stream.write(json.dumps(event) + "\n")
         stream.flush()
 
@@ -160,13 +158,13 @@ def capture_into_log() -> None:
 
     logger = log.get_logger("pyresque.job")
 
-    def emit(name: str, line: str, job_id: str | None) -> None:
-        if job_id:
-            logger.info("job output", stream=name, line=line, job_id=job_id)
+    def emit(name: str, line: str, job: dict[str, object] | None) -> None:
+        if job:
+            logger.info("job output", stream=name, line=line, **job)
         else:
             logger.info("output", stream=name, line=line)
 
     install(emit)
-    hooks.listen("beforePerform", lambda job: job_started(job.id))
+    hooks.listen("beforePerform", lambda job: job_started(job.log_fields))
     hooks.listen("afterPerform", lambda job: job_ended())
     hooks.listen("onFailure", lambda exc, job: job_ended())

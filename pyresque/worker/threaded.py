@@ -131,7 +131,7 @@ class Slot(Worker):
         with self.lock:
             self.current = inflight
         self._log_started(job)
-        output.job_started(job.id)
+        output.job_started(job.log_fields)
         try:
             outcome = jobmod.run(job, target)
         finally:

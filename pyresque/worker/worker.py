@@ -19,7 +19,7 @@ from ..exceptions import DirtyExit, InvalidPayload, JobClassNotFound
 from ..jobs import hooks, policies
 from ..jobs import job as jobmod
 from ..jobs.resolver import JobResolver, canonical_name
-from ..log import get_logger
+from ..log import bind_job, get_logger, unbind_job
 from ..process.memory import give_back_free_memory
 from ..process.pidfile import remove_pidfile, write_pidfile
 from ..process.signal_inbox import SignalInbox
@@ -231,15 +231,23 @@ class Worker:
 
     # -- one job ---------------------------------------------------------------------------
     def process(self, queue: str, item: bytes, started: int | None) -> None:
-        """Run one reserved job and record its outcome."""
+        """Run one reserved job and record its outcome; every line logged meanwhile names it."""
+        try:
+            self._process(queue, item, started)
+        finally:
+            unbind_job()
+
+    def _process(self, queue: str, item: bytes, started: int | None) -> None:
         begun = time.monotonic()
         try:
             payload = wire.decode_payload(item)
         except InvalidPayload as exc:
             job = jobmod.Job(queue, wire.readable_payload(item, str(exc)), self.id, item)
+            bind_job(job.log_fields)
             self._fail_here(job, started, exc, begun)
             return
         job = jobmod.Job(queue, payload, self.id, item)
+        bind_job(job.log_fields)
         try:
             target = self.resolver.resolve(job.job_class)
             policies.retry_policy(target)  # a nonsense attribute-form policy fails here, not after the run

@@ -65,9 +65,10 @@ def test_a_line_without_end_is_cut_into_bounded_pieces():
 
 def test_the_helper_renders_events_as_json_lines():
     stream = io.StringIO()
-    output.json_emitter(stream)("stdout", 'say "hi"', "abc")
+    output.json_emitter(stream)("stdout", 'say "hi"', {"job_id": "abc", "job_class": "Hi", "attempt": 2})
     event = json.loads(stream.getvalue())
     assert event["event"] == "job output" and event["line"] == 'say "hi"' and event["job_id"] == "abc"
+    assert (event["job_class"], event["attempt"]) == ("Hi", 2)
     assert event["stream"] == "stdout" and event["level"] == "info" and event["timestamp"].endswith("Z")
 
 
@@ -88,6 +89,11 @@ def test_job_output_is_json_in_json_mode(redis_url, r, tmp_path, worker_mode):
     printed = [(e["stream"], e["line"]) for e in events if e.get("event") == "job output" and e.get("job_id") == job_id]
     assert printed == [("stdout", "hello from the job"), ("stdout", "two words"), ("stderr", "to stderr"),
                        ("stdout", "no newline at the end")]
+    # every line about the job, the worker's and the child's, names it the same way
+    about_the_job = [e for e in events if e.get("job_id") == job_id]
+    assert {e["event"] for e in about_the_job} >= {"job started", "job output", "job done"}
+    for event in about_the_job:
+        assert (event["job_class"], event["queue"], event["attempt"]) == ("PrintJob", "default", 1), event
 
 
 def test_console_mode_leaves_job_output_alone(redis_url, r, tmp_path):
