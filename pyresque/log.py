@@ -49,7 +49,7 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
 
 
 #: The fields :func:`bind_job` adds to every line logged while a job is handled.
-JOB_FIELDS = ("job_id", "job_class", "queue", "attempt")
+JOB_FIELDS = ("job_id", "job_class", "queue", "attempt", "worker")
 
 
 def bind_job(fields: dict[str, Any]) -> None:

@@ -67,7 +67,8 @@ class Job:
     @property
     def log_fields(self) -> dict[str, Any]:
         """What every log line about this job carries (README: "Log fields")."""
-        return {"job_id": self.id, "job_class": self.job_class, "queue": self.queue, "attempt": self.attempt}
+        return {"job_id": self.id, "job_class": self.job_class, "queue": self.queue, "attempt": self.attempt,
+                "worker": self.worker_id}
 
     @property
     def status_prefix(self) -> str:

@@ -78,7 +78,7 @@ def test_job_output_is_json_in_json_mode(redis_url, r, tmp_path, worker_mode):
     resque = Resque(redis_url)
     job_id = resque.enqueue("default", "PrintJob", "hello from the job")
     with WorkerProcess(redis_url, tmp_path, APP_INCLUDE=str(include), LOGGING="json") as worker:
-        worker.worker_id(r)
+        ids = worker.worker_ids(r)
         wait_for(lambda: resque.status(job_id).status == 4, what=f"the job\n{worker.log()}")
         worker.signal(signal.SIGQUIT)
         worker.wait()
@@ -94,6 +94,7 @@ def test_job_output_is_json_in_json_mode(redis_url, r, tmp_path, worker_mode):
     assert {e["event"] for e in about_the_job} >= {"job started", "job output", "job done"}
     for event in about_the_job:
         assert (event["job_class"], event["queue"], event["attempt"]) == ("PrintJob", "default", 1), event
+        assert event["worker"] in ids, event
 
 
 def test_console_mode_leaves_job_output_alone(redis_url, r, tmp_path):
