@@ -20,6 +20,7 @@ import click
 
 from .. import defaults
 from ..exceptions import ConfigurationError
+from ..process.parent_death import end_with_this_process
 from ..store.embedded import RedisServer, find_redis_server
 from .common import Failure, UsageProblem
 
@@ -60,7 +61,7 @@ def start_server(binary: str, port: int | None, data_dir: str | None) -> RedisSe
     """The private redis-server, started, in a session of its own (the terminal's Ctrl-C reaches
     only us, so we choose the order things stop in)."""
     try:
-        return RedisServer(binary, port, data_dir=data_dir, new_session=True).start()
+        return RedisServer(binary, port, data_dir=data_dir, new_session=True, preexec=end_with_this_process()).start()
     except ConfigurationError as exc:
         raise Failure(" ".join(str(exc).split()) or "redis-server did not start") from None
 
@@ -118,7 +119,8 @@ class Child:
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.name = name
-        self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=end_with_this_process())
 
     def send(self, signum: int) -> None:
         if self.process.poll() is None:

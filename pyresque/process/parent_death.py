@@ -26,6 +26,21 @@ def prepare_death_with_parent() -> None:
             _prctl = False
 
 
+def end_with_this_process(signum: int = signal.SIGTERM) -> Any:
+    """A ``preexec_fn`` for a helper process we start (a dev session's redis-server or scheduler):
+    it gets ``signum`` when we die, even by SIGKILL, instead of running on orphaned."""
+    prepare_death_with_parent()
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _prctl:
+            _prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG, kept across exec
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signum)
+
+    return preexec
+
+
 def die_with_parent(parent: int) -> None:
     """In a child forked by ``parent``: SIGKILL when it dies (``PR_SET_PDEATHSIG``), or at once if
     it already has (the fork raced its death)."""

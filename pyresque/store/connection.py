@@ -157,8 +157,11 @@ def make_client(url: str) -> redis.Redis:
     """
     # surrogateescape: a name read from Redis that is not UTF-8 (a worker id, a queue) goes back as
     # the very bytes it came as, so the key it names can be removed; strict UTF-8 otherwise
+    # keepalive: a connection that sat idle through a long job (a worker's BLMOVE one) is found dead
+    # by TCP, not by a wait that never ends (see store/waiting.py's REPLY_GRACE too)
+    keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
     return redis.Redis.from_url(url, protocol=2, socket_connect_timeout=5, encoding_errors="surrogateescape",
-                                **_NO_CLIENT_INFO, **tls_options(url))
+                                **keepalive, **_NO_CLIENT_INFO, **tls_options(url))
 
 
 def tls_options(url: str) -> dict[str, Any]:

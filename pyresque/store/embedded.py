@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..exceptions import ConfigurationError
 
@@ -68,7 +68,7 @@ class RedisServer:
     """Start a private redis-server; ``url`` points at it; ``stop``/``start`` for outage tests."""
 
     def __init__(self, binary: str | None = None, port: int | None = None, data_dir: str | None = None,
-                 new_session: bool = False, extra_args: Sequence[str] = ()) -> None:
+                 new_session: bool = False, extra_args: Sequence[str] = (), preexec: Any = None) -> None:
         """``data_dir``: keep the data there (an RDB snapshot, saved on stop and every few minutes,
         loaded at the next start) instead of in a temporary directory removed by ``close``.
         ``new_session``: the server does not get the terminal's Ctrl-C, so its owner decides
@@ -85,6 +85,7 @@ class RedisServer:
             self.dir = tempfile.mkdtemp(prefix="pyresque-redis-")
         self.new_session = new_session
         self.extra_args = list(extra_args)  # more redis-server options (a test's --rename-command)
+        self.preexec = preexec  # run in the child before exec (``pyresque dev``: die with us)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,7 +102,8 @@ class RedisServer:
         ]
         try:
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.PIPE, start_new_session=self.new_session)
+                                            stderr=subprocess.PIPE, start_new_session=self.new_session,
+                                            preexec_fn=self.preexec)
         except OSError as exc:  # PYRESQUE_REDIS_SERVER naming a missing or non-executable file
             raise ConfigurationError(f"cannot run redis-server {self.binary}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ resque-web see only what they saw before: the job on its queue, then the working
 
 from __future__ import annotations
 
-import select
+import selectors
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -33,6 +33,15 @@ from .scripts import RESTORE_PARKED_LUA
 #: hundreds of queues must not hold hundreds of connections per worker).
 MAX_WAIT_QUEUES = 32
 
+#: Longest server-side BLMOVE timeout, whatever INTERVAL says: a BLMOVE left on the server by a
+#: host that vanished without closing its connection parks a job for at most this long before
+#: the server ends it (the prune, much later, finds the job in the worker's list).
+MAX_BLOCK = 30.0
+
+#: How long past its own timeout a BLMOVE's reply may be late before the connection is taken for
+#: dead (a NAT or firewall that drops silently): the worker then reconnects, as after an outage.
+REPLY_GRACE = 2.0
+
 
 class WaitUnsupported(Exception):
     """The server has no BLMOVE (Redis < 6.2) or refuses CLIENT UNBLOCK: poll instead."""
@@ -44,6 +53,7 @@ class _Waiting:
     connection: Any
     client_id: int
     blocked: bool = False
+    reply_due: float = 0.0  # monotonic: the BLMOVE's own timeout plus REPLY_GRACE
 
 
 def _socket_of(connection: Any) -> Any:
@@ -66,6 +76,7 @@ class QueueWaiter:
         self.worker_id = worker_id
         self._waiting: dict[str, _Waiting] = {}
         self._registered: tuple[str, ...] | None = None
+        self._ever: set[str] = set()  # every queue a BLMOVE of ours may have parked a job from
         self._refused: dict[str, float] = {}  # queue -> when to try again (its key is not a list)
         self._dropped = False  # connections were dropped: what they parked must be put back
         self._restore = store.redis.register_script(RESTORE_PARKED_LUA)
@@ -97,7 +108,7 @@ class QueueWaiter:
         self._register(queues)
         if self._dropped:
             self._dropped = False
-            if self.restore(self._registered) > 0:
+            if self.restore(sorted(self._ever)) > 0:
                 return True  # a job parked by a connection we lost is back on its queue
         arrived = False
         while not arrived:
@@ -105,16 +116,23 @@ class QueueWaiter:
             for queue in queues:
                 if self._refused.get(queue, 0.0) <= now:
                     self._block(queue, block)
-            by_socket = {_socket_of(w.connection): w for w in self._waiting.values() if w.blocked}
-            ready = [w for w in by_socket.values() if w.connection.can_read(timeout=0)]
+            blocked = [w for w in self._waiting.values() if w.blocked]
+            late = [w for w in blocked if now > w.reply_due]
+            if late:  # the reply never came: the connection is dead (a silent NAT, a half-open TCP)
+                self._drop_all()
+                raise redis.ConnectionError(f"no reply to BLMOVE on {self.store.keys.queue(late[0].queue)} "
+                                            f"{REPLY_GRACE:g} s past its timeout")
+            ready = [w for w in blocked if w.connection.can_read(timeout=0)]
             if not ready:
-                left = until - now
+                left = min([until] + [w.reply_due for w in blocked]) - now
                 if left <= 0:
-                    return False
-                readable, _, _ = select.select([*by_socket, *wake_fds], [], [], left)
+                    if now >= until:
+                        return False
+                    continue
+                readable = _readable([_socket_of(w.connection) for w in blocked], wake_fds, left)
                 if any(fd in readable for fd in wake_fds):
                     return False
-                ready = [by_socket[s] for s in readable if s in by_socket]
+                ready = [w for w in blocked if _socket_of(w.connection) in readable]
             for waiting in ready:
                 if self._reply(waiting, block) is not None:
                     arrived = True
@@ -129,9 +147,12 @@ class QueueWaiter:
         if waiting.blocked:
             return
         keys = self.store.keys
+        timeout = round(min(max(block, 0.01), MAX_BLOCK), 3)
+        self._ever.add(queue)
         waiting.connection.send_command("BLMOVE", keys.queue(queue), keys.reserved(self.worker_id, queue),
-                                        "LEFT", "LEFT", round(max(block, 0.01), 3))
+                                        "LEFT", "LEFT", timeout)
         waiting.blocked = True
+        waiting.reply_due = time.monotonic() + timeout + REPLY_GRACE
 
     def _connect(self, queue: str) -> _Waiting:
         pool = self.store.redis.connection_pool
@@ -154,8 +175,8 @@ class QueueWaiter:
         try:
             return waiting.connection.read_response()
         except redis.ResponseError as exc:
-            if "unknown command" in str(exc).lower():
-                raise WaitUnsupported("the server has no BLMOVE (Redis < 6.2)") from None
+            if "unknown command" in str(exc).lower() or isinstance(exc, redis.exceptions.NoPermissionError):
+                raise WaitUnsupported(f"the server cannot BLMOVE here: {exc}") from None
             # WRONGTYPE: the queue (or our list) holds something else. The reserve reports the
             # queue; we wait on the others and ask this one again after a whole block, not in a loop.
             self.store.problems.append(f"{self.store.keys.queue(waiting.queue)} cannot be waited on: {exc}")
@@ -174,15 +195,18 @@ class QueueWaiter:
             pipe = self.store.redis.pipeline(transaction=False)
             for waiting in blocked:
                 pipe.execute_command("CLIENT", "UNBLOCK", waiting.client_id)
-            pipe.execute()
+            unblocked = pipe.execute()
         except redis.ResponseError as exc:  # CLIENT UNBLOCK not allowed (ACL): drop the connections
             for waiting in blocked:
                 self._release(waiting.queue, disconnect=True)
             self.restore()
             raise WaitUnsupported(f"CLIENT UNBLOCK refused: {exc}") from None
         try:
-            for waiting in blocked:
-                self._reply(waiting)
+            for waiting, done in zip(blocked, unblocked):
+                if done or waiting.connection.can_read(timeout=0.05):
+                    self._reply(waiting)
+                else:  # not blocked (yet) at the server, and no reply: never wait a whole block for it
+                    self._release(waiting.queue, disconnect=True)
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             self._drop_all()
             raise
@@ -191,7 +215,7 @@ class QueueWaiter:
 
     def restore(self, queues: Sequence[str] | None = None) -> int:
         """Put this worker's parked jobs back at their queues' heads; returns how many moved."""
-        names = list(self._waiting) if queues is None else list(queues or ())
+        names = sorted(self._ever) if queues is None else list(queues or ())
         return restore_parked(self.store, self.worker_id, names, self._restore)
 
     def close(self) -> None:
@@ -201,7 +225,7 @@ class QueueWaiter:
         except WaitUnsupported:
             pass  # CLIENT UNBLOCK refused: the connections were dropped instead, nothing waits
         finally:
-            names = list(self._registered or ()) + list(self._waiting)
+            names = sorted(self._ever | set(self._registered or ()) | set(self._waiting))
             self._drop_all()
             if names:
                 restore_parked(self.store, self.worker_id, names, self._restore)
@@ -209,14 +233,19 @@ class QueueWaiter:
             self._registered = None
 
     def forget_registration(self) -> None:
-        """Redis lost our keys (a restart) or a prune dropped them: write them again next wait."""
+        """The worker registered again (Redis restarted, a prune dropped it): write our entry again
+        at the next wait, and put back now what a connection lost meanwhile had parked, so that
+        it does not wait for this worker's next idle moment."""
         self._registered = None
+        if self._ever:
+            self._dropped = False
+            restore_parked(self.store, self.worker_id, sorted(self._ever), self._restore)
 
     def _register(self, queues: tuple[str, ...]) -> None:
         if self._registered is not None and set(queues) <= set(self._registered):
             return
         self._refused = {q: t for q, t in self._refused.items() if q in queues}
-        names = tuple(dict.fromkeys((*(self._registered or ()), *queues)))
+        names = tuple(dict.fromkeys((*(self._registered or ()), *sorted(self._ever), *queues)))
         self.store.redis.hset(self.store.keys.reservations, self.worker_id, wire.encode_ruby(list(names)))
         self._registered = names
 
@@ -232,6 +261,14 @@ class QueueWaiter:
         self._dropped = self._dropped or bool(self._waiting)
         for queue in list(self._waiting):
             self._release(queue, disconnect=True)
+
+
+def _readable(sockets: Sequence[Any], fds: Sequence[int], timeout: float) -> set[Any]:
+    """Which of ``sockets`` and ``fds`` are readable within ``timeout`` (epoll/poll: no fd limit)."""
+    with selectors.DefaultSelector() as selector:
+        for item in [*sockets, *fds]:
+            selector.register(item, selectors.EVENT_READ)
+        return {key.fileobj for key, _ in selector.select(timeout)}
 
 
 def restore_parked(store: DataStore, worker_id: str, queues: Sequence[str], script: Any = None) -> int:
@@ -257,6 +294,20 @@ def release_reservations(store: DataStore, worker_id: str) -> int:
     moved = restore_parked(store, worker_id, names)
     store.redis.hdel(store.keys.reservations, worker_id)
     return moved
+
+
+def release_orphan(store: DataStore, worker_id: str) -> int:
+    """:func:`release_reservations` for a waiter found without a registration, checked once more
+    right before: one that registered since the caller looked keeps its lists."""
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.sismember(store.keys.workers, worker_id)
+    pipe.hexists(store.keys.heartbeats, worker_id)
+    try:
+        if any(pipe.execute()):
+            return 0
+    except redis.ResponseError:  # workers or the heartbeats hash of another type: leave it be
+        return 0
+    return release_reservations(store, worker_id)
 
 
 def orphaned_reservations(store: DataStore, registered: set[str]) -> list[str]:

@@ -24,7 +24,7 @@ from .. import defaults
 from ..jobs.resolver import JobResolver
 from ..process.liveness import helper_of, process_is_resque
 from ..store.datastore import DataStore
-from ..store.waiting import orphaned_reservations, release_reservations
+from ..store.waiting import orphaned_reservations, release_orphan, release_reservations
 from ..wire import payload as wire
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -96,7 +96,7 @@ class Pruner:
             pruned.append(wid)
         beating = set(self.store.heartbeats())
         for wid in orphaned_reservations(self.store, registered - set(pruned)):
-            if wid != self.worker_id and wid not in beating and release_reservations(self.store, wid) and self.log:
+            if wid != self.worker_id and wid not in beating and release_orphan(self.store, wid) and self.log:
                 self.log.warning("put back jobs a pruned waiter had parked", dead_worker=wid)
         return pruned
 

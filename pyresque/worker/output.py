@@ -62,6 +62,12 @@ class LineCapture(io.TextIOBase):
     def fileno(self) -> int:  # faulthandler, subprocess and the like want the real descriptor
         return self.original.fileno()
 
+    @property
+    def buffer(self) -> _BytesInto:
+        """``sys.stdout.buffer.write(b"…")``: bytes are decoded (as the stream would encode) and
+        captured like text, never written raw between the JSON lines."""
+        return _BytesInto(self)
+
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
@@ -99,6 +105,24 @@ class LineCapture(io.TextIOBase):
             pass
         finally:
             self._emitting.discard(thread)
+
+
+class _BytesInto(io.RawIOBase):
+    """The binary side of a :class:`LineCapture`."""
+
+    def __init__(self, capture: LineCapture) -> None:
+        super().__init__()
+        self._capture = capture
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self._capture.write(bytes(data).decode(self._capture.encoding, "replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self._capture.flush()
 
 
 def install(emit: Emit) -> None:

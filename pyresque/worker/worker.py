@@ -296,7 +296,7 @@ class Worker:
         self._title(procline.processing(job.queue, int(time.time()), job.job_class))
         self._log_started(job)
         if self._busy_beat is None:
-            self._busy_beat = BusyBeat(self._heartbeat, self.options.heartbeat_interval)
+            self._busy_beat = BusyBeat(self._busy_timers, min(defaults.DUTY_INTERVAL, self.options.heartbeat_interval))
         with self._busy_beat:
             return jobmod.run_with_time_limit(job, target, limit)
 
@@ -313,7 +313,8 @@ class Worker:
     def _wait_for_work(self) -> None:
         """Every queue is empty: wait (:mod:`.idle`) until a job comes or a timer is due."""
         retire_at = self._last_job_at + self.options.helper_idle
-        until = min(self._next_wake(), retire_at) if retire_at > time.monotonic() else self._next_wake()
+        until = min(self._next_wake(), time.monotonic() + 1.0)  # a glob's new queue within a second
+        until = min(until, retire_at) if retire_at > time.monotonic() else until
         if self.idle.wait(self.selection.names(), until, self.inbox.fds[0], self._idle):
             self.outage.report(self.store)
 
@@ -470,6 +471,15 @@ class Worker:
             return
         self._next_beat = time.monotonic() + self.options.heartbeat_interval
         self._beat()
+
+    def _busy_timers(self) -> None:
+        """Inline mode, from BusyBeat's thread while a job holds the loop: the heartbeat (else a
+        prune would take us for dead) and the delayed jobs (else a lone worker's would wait)."""
+        if self.duty is not None:
+            self.duty.run_if_due()
+        if time.monotonic() >= self._next_beat:
+            self._next_beat = time.monotonic() + self.options.heartbeat_interval
+            self._heartbeat()
 
     def _between_wakes(self) -> None:
         """While a child runs: the loop's own timers, at each wake of the supervisor's watch."""

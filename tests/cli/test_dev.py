@@ -148,6 +148,16 @@ def test_redis_prints_the_export_line_serves_and_stops_on_the_signal(foreground,
     assert not answers(url)
 
 
+def test_a_sigkilled_redis_command_takes_its_server_with_it(foreground):
+    proc = foreground("redis")
+    url, _ = proc.read_export()
+    servers = titled(proc.descendants(), "redis-server")
+    proc.process.kill()  # no chance to clean up: the server must still not run on, orphaned
+    proc.process.wait(10)
+    wait_for(lambda: all_gone(servers), what="the orphaned redis-server to stop")
+    assert not answers(url)
+
+
 def test_redis_takes_an_explicit_port(foreground):
     port = embedded.free_port()
     proc = foreground("redis", "--port", str(port))
@@ -275,6 +285,21 @@ def test_dev_with_a_schedule_runs_a_scheduler_too(foreground, tmp_path):
     code, _, err = proc.interrupt(timeout=40)
     assert code == 0, err
     assert all_gone(tree)
+
+
+def test_a_sigkilled_dev_session_leaves_no_scheduler_or_redis_behind(foreground, tmp_path):
+    (tmp_path / "jobs.py").write_text(JOBS)
+    schedule = tmp_path / "schedule.json"
+    schedule.write_text("{}")
+    proc = foreground("dev", "--include", "jobs.py", "--schedule", str(schedule), cwd=tmp_path)
+    url, _ = proc.read_export()
+    wait_for(lambda: titled(proc.descendants(), "resque-scheduler") and titled(proc.descendants(), ": Waiting for"),
+             what="the scheduler and the worker to start")
+    everything = proc.descendants()
+    proc.process.kill()
+    proc.process.wait(10)
+    wait_for(lambda: all_gone(everything), timeout=15, what="every process of the session to stop")
+    assert not answers(url)
 
 
 def test_dev_without_schedule_starts_no_scheduler(foreground, tmp_path):

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from pyresque import Resque
 from pyresque.store.waiting import MAX_WAIT_QUEUES, QueueWaiter, WaitUnsupported
@@ -176,3 +177,71 @@ def test_a_server_that_cannot_wait_gets_a_polling_worker_that_still_runs_jobs(tm
             job_id = resque.enqueue("default", "PHP_Job", {"n": 3})
             wait_for(lambda: resque.status(job_id).status == wire.COMPLETE, what=f"the job\n{worker.log()}")
         assert not resque.redis.keys("resque:pyresque_reserved:*")
+
+
+def test_a_job_parked_on_a_connection_that_died_is_put_back_when_the_worker_registers_again(resque, r):
+    """Redis dropped the waiter's connection after its BLMOVE parked a job (a failover, a restart
+    with persistence): the worker registers again, and the job goes back before anything else."""
+    waiter = QueueWaiter(resque.store, WID)
+    assert waiter.wait(["default"], 5, time.monotonic() + 0.05) is False
+    r.rpush("resque:queue:default", "parked")  # the blocked BLMOVE moves it into our list at once
+    wait_for(lambda: r.llen(f"resque:pyresque_reserved:{WID}:default") == 1, what="the job to be parked")
+    waiter._drop_all()  # what a connection error does, the reply with the job unread
+    waiter.forget_registration()  # what Worker.register() does once Redis answers again
+    assert r.lrange("resque:queue:default", 0, -1) == [b"parked"]
+    waiter.close()
+    assert not r.hexists("resque:pyresque_reservations", WID)
+
+
+def test_close_puts_back_what_a_dead_connection_parked_even_after_a_new_registration(resque, r):
+    waiter = QueueWaiter(resque.store, WID)
+    waiter.wait(["default"], 5, time.monotonic() + 0.05)
+    r.rpush("resque:queue:default", "parked")
+    wait_for(lambda: r.llen(f"resque:pyresque_reserved:{WID}:default") == 1, what="the job to be parked")
+    waiter._drop_all()  # what a connection error does, the reply with the job unread
+    waiter._registered = None  # as after a re-registration that could not restore (Redis away again)
+    waiter.close()  # QUIT before the next wait
+    assert r.lrange("resque:queue:default", 0, -1) == [b"parked"]
+
+
+def test_a_blmove_reply_that_never_comes_is_a_dead_connection_not_a_wait_forever(resque, r, monkeypatch):
+    """A NAT that drops silently: the server is told to pause (CLIENT PAUSE), so its reply comes
+    late; past the BLMOVE's own timeout plus the grace the waiter gives up on the connection."""
+    from pyresque.store import waiting
+
+    monkeypatch.setattr(waiting, "REPLY_GRACE", 0.3)
+    waiter = QueueWaiter(resque.store, WID)
+    waiter.wait(["default"], 0.2, time.monotonic() + 0.05)
+    r.execute_command("CLIENT", "PAUSE", 1200, "ALL")
+    try:
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError, match="no reply to BLMOVE"):
+            waiter.wait(["default"], 0.2, time.monotonic() + 10)
+        assert time.monotonic() - started < 2.5
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+    assert not waiter.pending
+
+
+def test_waiting_works_with_descriptors_past_1024(resque):
+    pipes = [os.pipe() for _ in range(520)]  # select() would refuse a socket past FD_SETSIZE
+    try:
+        waiter = QueueWaiter(resque.store, WID)
+        pusher = _push_later(resque, "default", 0.1)
+        assert waiter.wait(["default"], 5, time.monotonic() + 5) is True
+        pusher.join()
+        waiter.close()
+    finally:
+        for read_end, write_end in pipes:
+            os.close(read_end)
+            os.close(write_end)
+
+
+def test_a_user_whose_acl_forbids_blmove_gets_a_polling_worker(resque, r, redis_url):
+    r.acl_setuser("limited", enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-blmove"])
+    try:
+        limited = Resque(redis_url.replace("redis://", "redis://limited:secret@"))
+        with pytest.raises(WaitUnsupported):
+            QueueWaiter(limited.store, WID).wait(["default"], 1, time.monotonic() + 1)
+    finally:
+        r.acl_deluser("limited")

@@ -24,6 +24,8 @@ class PrintJob:
         print(text)
         print("two", "words")
         sys.stderr.write("to stderr\\n")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"bytes too\\n")
         sys.stdout.write("no newline at the end")
         return "done"
 '''
@@ -88,7 +90,7 @@ def test_job_output_is_json_in_json_mode(redis_url, r, tmp_path, worker_mode):
         events.append(json.loads(line))  # every line is JSON: nothing printed raw
     printed = [(e["stream"], e["line"]) for e in events if e.get("event") == "job output" and e.get("job_id") == job_id]
     assert printed == [("stdout", "hello from the job"), ("stdout", "two words"), ("stderr", "to stderr"),
-                       ("stdout", "no newline at the end")]
+                       ("stdout", "bytes too"), ("stdout", "no newline at the end")]
     # every line about the job, the worker's and the child's, names it the same way
     about_the_job = [e for e in events if e.get("job_id") == job_id]
     assert {e["event"] for e in about_the_job} >= {"job started", "job output", "job done"}
