@@ -105,3 +105,16 @@ def test_a_pass_with_nothing_due_takes_no_lock(resque, r):
     assert duty.run_if_due() == 0
     stats = r.info("commandstats")
     assert "cmdstat_zrangebyscore" in stats and not any(k in stats for k in ("cmdstat_set", "cmdstat_evalsha"))
+
+
+def test_an_inline_worker_moves_due_jobs_while_its_own_job_runs(redis_url, r, tmp_path):
+    """No loop runs during an inline job: its heartbeat thread does the looking instead."""
+    resque = Resque(redis_url)
+    gated = resque.enqueue("default", "GateJob", "long")
+    with WorkerProcess(redis_url, tmp_path, PYRESQUE_INLINE="1") as worker:
+        wait_for(lambda: records(worker, "gate_started"), what="the long job to start")
+        _overdue(r, 1, moved=True)
+        wait_for(lambda: r.llen("resque:queue:default") == 1, what=f"the busy worker to move it\n{worker.log()}")
+        assert resque.status(gated).status == wire.RUNNING
+        worker.open_gate("long")
+        wait_for(lambda: _processed(r) == 2, what="both jobs")
