@@ -9,7 +9,15 @@ import click
 
 from .. import log
 from ..web import INSTALL_HINT, missing_extra
-from .common import EnvNamingCommand, Failure, UsageProblem, connection_options, handle_errors, open_resque
+from .common import (
+    EnvNamingCommand,
+    Failure,
+    UsageProblem,
+    connection_options,
+    handle_errors,
+    open_resque,
+    parse_log_format,
+)
 
 #: The environment variable a token may come in (else ``--token-file``, else one is generated).
 TOKEN_ENV = "PYRESQUE_WEB_TOKEN"
@@ -52,18 +60,16 @@ def web(host: str, port: int, token_file: str | None, public_read: bool, log_for
     Every state-changing request needs 'Authorization: Bearer <token>', and reads too unless
     --public-read. Stop with Ctrl-C or TERM (requests in flight finish).
     """
+    log.configure(parse_log_format(log_format), "info")
+    token, generated = read_token(token_file)
+    resque = open_resque(redis_url, prefix)
+    resque.ping()  # an unreachable Redis is one line now, not a 503 on every request later
     try:
         from ..web.server import serve
     except ImportError as exc:
         if missing_extra(exc):
             raise Failure(f"pyresque web needs the web extra ({exc.name} is missing): {INSTALL_HINT}") from None
         raise
-    from .common import parse_log_format
-
-    log.configure(parse_log_format(log_format), "info")
-    token, generated = read_token(token_file)
-    resque = open_resque(redis_url, prefix)
-    resque.ping()  # an unreachable Redis is one line now, not a 503 on every request later
     if generated:
         click.echo(f"API token (generated; printed only now, set {TOKEN_ENV} or --token-file to choose one): {token}",
                    err=True)

@@ -3,81 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from support import TESTS
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # the web tests' helpers (webserver.py)
 
-TOKEN = "test-token-with-enough-entropy-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class WebServer:
-    url: str
-    token: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def client(self, token: str | None = TOKEN, **options: object) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **options)  # type: ignore[arg-type]
-
-
-def web_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "REDIS_BACKEND", "PREFIX") and not k.startswith("PYRESQUE_WEB")}
-    env["PYTHONPATH"] = str(TESTS.parent)
-    env.update(extra)
-    return env
-
-
-def start_server(redis_url: str, tmp: Path, *args: str, env: dict[str, str] | None = None) -> WebServer:
-    token_file = tmp / "token"
-    token_file.write_text(TOKEN + "\n")
-    port = free_port()
-    log_path = tmp / f"web-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pyresque", "web", "--port", str(port), "--redis-url", redis_url,
-                                    "--token-file", str(token_file), *args], env=env or web_env(), stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = WebServer(f"http://127.0.0.1:{port}", TOKEN, process, log_path)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"pyresque web exited with {process.returncode}\n{server.log()}")
-        try:
-            httpx.get(f"{server.url}/api/v1/openapi.json", timeout=1)
-            return server
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"pyresque web did not answer within 20 s\n{server.log()}")
-
-
-def stop_server(server: WebServer) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+from webserver import WebServer, start_server, stop_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +32,18 @@ def api(web, redis_url):
 def anonymous(web, redis_url):
     with web.client(token=None) as client:
         yield client
+
+
+@pytest.fixture
+def start_web(redis_server, redis_url, tmp_path):
+    """Start another server with other options (stopped at the end of the test)."""
+    started = []
+
+    def start(*args: str, env: dict[str, str] | None = None, redis_url: str | None = None) -> WebServer:
+        server = start_server(redis_url or redis_server.url, tmp_path, *args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop_server(server)
