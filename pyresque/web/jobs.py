@@ -37,6 +37,10 @@ MAX_WAIT = 60.0
 #: ``/wait``'s polling of the status key: from every 5 ms up to every 250 ms (as ``Resque.wait``).
 POLL_START, POLL_CAP = 0.005, 0.25
 
+#: Latest time a job may be delayed to (9999-12-31 UTC): past it Redis cannot expire the delayed
+#: job's keys, and no clock will reach it anyway.
+MAX_TIME = 253402300799.0
+
 _ONE = TypeAdapter(JobIn)
 
 
@@ -93,12 +97,16 @@ def due_time(job: JobIn, where: str) -> float | None:
         if not math.isfinite(seconds) or seconds < 0:
             raise ApiError(422, "invalid_delay", f"'in' {job.in_!r}: expected seconds >= 0 or a duration like "
                            "90s, 5m, 1h30m", f"{where}in")
+        if time.time() + seconds > MAX_TIME:
+            raise ApiError(422, "invalid_delay", f"'in' {job.in_!r} is past the year 9999", f"{where}in")
         return time.time() + seconds
     if job.at is not None:
         when = float(job.at) if isinstance(job.at, (int, float)) else _parse_at(job.at)
         if when is None or not math.isfinite(when):
             raise ApiError(422, "invalid_delay", f"'at' {job.at!r}: expected unix seconds or an ISO-8601 time",
                            f"{where}at")
+        if when > MAX_TIME:
+            raise ApiError(422, "invalid_delay", f"'at' {job.at!r} is past the year 9999", f"{where}at")
         return when
     return None
 

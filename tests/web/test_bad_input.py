@@ -58,7 +58,9 @@ def test_a_body_that_is_not_json_is_a_400(api, r, body):
 
 @pytest.mark.parametrize("job, field", [({"class": "A", "in": -1}, "in"), ({"class": "A", "in": "soon"}, "in"),
                                         ({"class": "A", "at": "tomorrow"}, "at"),
-                                        ({"class": "A", "at": 1, "in": 1}, "at")])
+                                        ({"class": "A", "at": 1, "in": 1}, "at"),
+                                        ({"class": "A", "at": 1e300}, "at"),  # found by the schema fuzz: a 500
+                                        ({"class": "A", "in": "99999999999d"}, "in")])
 def test_a_bad_delay_is_a_422(api, r, job, field):
     error = error_of(api.post("/api/v1/queues/default/jobs", json=job), 422)
     assert error["code"] == "invalid_delay" and error["field"] == field

@@ -7,6 +7,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from webserver import TOKEN, free_port, web_env
 
 from pyresque import Resque
@@ -87,6 +88,7 @@ def test_a_missing_web_extra_is_one_line_naming_the_install_command(redis_url, t
     assert "pip install 'pyresque[web]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 def test_create_app_mounts_inside_another_app_with_extra_routes(redis_url):
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
@@ -102,3 +104,17 @@ def test_create_app_mounts_inside_another_app_with_extra_routes(redis_url):
         assert client.get("/resque/api/v1/queues", headers=headers).json()[0]["size"] == 1
         assert client.get("/resque/metrics").status_code == 401  # behind the same gate
         assert client.get("/resque/metrics", headers=headers).text == "# metrics\n"
+
+
+def test_the_docs_page_escapes_every_text_it_shows():
+    from pyresque.web.docs import render
+
+    hostile = "<script>alert(1)</script>"
+    document = {"info": {"title": hostile, "description": hostile, "version": hostile},
+                "paths": {f"/x/{hostile}": {"get": {"summary": hostile, "description": hostile,
+                                                     "parameters": [{"name": hostile, "in": "query",
+                                                                     "description": hostile}],
+                                                     "responses": {hostile: {}}}}},
+                "components": {"schemas": {hostile: {"properties": {hostile: {"description": hostile}}}}}}
+    page = render(document, f"/{hostile}")
+    assert "<script" not in page and page.count("&lt;script&gt;") >= 10
