@@ -53,7 +53,9 @@ class TokenGuard:
         await response(scope, receive, send)
 
     def _allowed(self, scope: Scope) -> bool:
-        if scope.get("path") in self.open_paths:
+        path = str(scope.get("path", ""))
+        root = str(scope.get("root_path", ""))
+        if (path[len(root):] if root and path.startswith(root) else path) in self.open_paths:  # mounted: minus the mount
             return True
         if self.public_read and scope.get("method") in READ_METHODS:
             return True

@@ -100,7 +100,7 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                422: "invalid", 503: "unavailable"}
 
 
-def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
+def field_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
     """``("body", 2, "class")`` -> ``"[2].class"``; ``("query", "timeout")`` -> ``"timeout"``."""
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header"):
@@ -124,7 +124,7 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
             return error_response(400, "invalid_json", f"the body is not JSON: {first.get('msg')}")
-        field = _field(first.get("loc", ()))
+        field = field_of(first.get("loc", ()))
         message = str(first.get("msg", "invalid request"))
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         return error_response(422, "invalid", f"{field or 'request'}: {message}{more}", field)

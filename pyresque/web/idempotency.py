@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from ..exceptions import InvalidPayload
 from ..queue import Resque
 from ..store.idempotency import IdempotencyStore
@@ -87,9 +89,9 @@ class Idempotency:
         deadline = time.monotonic() + WAIT_FOR_FIRST
         pause = 0.01
         while True:
-            if await asyncio.to_thread(self.store.claim, key, claim_doc, CLAIM_TTL):
+            if await run_in_threadpool(self.store.claim, key, claim_doc, CLAIM_TTL):
                 return Claim(key, claim_doc, request_fingerprint)
-            raw = await asyncio.to_thread(self.store.read, key)
+            raw = await run_in_threadpool(self.store.read, key)
             doc = _read(raw)
             if doc is not None and doc.get("request") != request_fingerprint:
                 raise ApiError(422, "idempotency_key_reused",
@@ -106,9 +108,9 @@ class Idempotency:
         """Keep a 2xx answer for :data:`ANSWER_TTL`; let the key go after anything else."""
         if 200 <= status < 300:
             answer = json.dumps({"state": "done", "request": claim.fingerprint, "status": status, "body": body})
-            await asyncio.to_thread(self.store.settle, claim.key, claim.token, answer, ANSWER_TTL)
+            await run_in_threadpool(self.store.settle, claim.key, claim.token, answer, ANSWER_TTL)
         else:
-            await asyncio.to_thread(self.store.release, claim.key, claim.token)
+            await run_in_threadpool(self.store.release, claim.key, claim.token)
 
 
 def _read(raw: bytes | None) -> dict[str, Any] | None:

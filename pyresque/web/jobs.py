@@ -15,6 +15,7 @@ from typing import Any, Union
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ..exceptions import InvalidPayload, InvalidQueueName, InvalidStatus
 from ..queue import Resque
@@ -22,7 +23,7 @@ from ..scheduling.delayed import enqueue_at
 from ..scheduling.schedules import parse_duration
 from ..wire import payload as wire
 from ..wire import untrusted
-from .errors import ApiError, StrictJSONResponse, _field
+from .errors import ApiError, StrictJSONResponse, field_of
 from .idempotency import HEADER, Claim, Idempotency, Replay, fingerprint
 from .models import Enqueued, EnqueuedMany, JobIn, JobStatus
 
@@ -80,7 +81,7 @@ def _parse_jobs(body: bytes) -> tuple[list[JobIn], bool]:
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = tuple(first.get("loc", ()))
-            field = _field(((position,) if many else ()) + loc)
+            field = field_of(((position,) if many else ()) + loc)
             raise ApiError(422, "invalid", f"{field or 'job'}: {first.get('msg')}", field) from None
     return jobs, many
 
@@ -179,7 +180,7 @@ async def enqueue(request: Request, queue: str = Path(description="Queue name"))
     status, doc = 500, None
     try:
         jobs, many = _parse_jobs(body)
-        ids, due = await asyncio.to_thread(_enqueue_all, resque_of(request), queue, jobs, many)
+        ids, due = await run_in_threadpool(_enqueue_all, resque_of(request), queue, jobs, many)
         doc = {"ids": ids, "queue": queue} if many else {"id": ids[0], "queue": queue, "scheduled_at": due[0]}
         status = 201
         return StrictJSONResponse(doc, status_code=201)
@@ -219,7 +220,7 @@ async def job_wait(request: Request, job_id: str = _JOB_ID,
     deadline = time.monotonic() + timeout
     pause = POLL_START
     while True:
-        doc = await asyncio.to_thread(status_doc, resque, job_id)
+        doc = await run_in_threadpool(status_doc, resque, job_id)
         left = deadline - time.monotonic()
         if doc["final"] or left <= 0:
             return doc

@@ -104,6 +104,7 @@ def test_create_app_mounts_inside_another_app_with_extra_routes(redis_url):
         assert client.get("/resque/api/v1/queues", headers=headers).json()[0]["size"] == 1
         assert client.get("/resque/metrics").status_code == 401  # behind the same gate
         assert client.get("/resque/metrics", headers=headers).text == "# metrics\n"
+        assert client.get("/resque/api/v1/docs").status_code == 200  # open, under the mount too
 
 
 def test_the_docs_page_escapes_every_text_it_shows():
