@@ -47,6 +47,9 @@ class EnqueuedMany(BaseModel):
 class JobError(BaseModel):
     exception: Any = None
     message: Any = None
+    failed_at: Any = None
+    queue: Any = None
+    worker: Any = None
 
 
 class JobStatus(BaseModel):

@@ -176,6 +176,15 @@ def failed_remove(request: Request, index: int = _INDEX, digest: Optional[str] =
     return _summary(jobs.remove(job))
 
 
+@router.post("/jobs/{job_id}/retry", response_model=FailedSummary, summary="Retry a failed job by its id")
+def job_retry(request: Request, job_id: str = Path(min_length=1, max_length=200),
+              remove: Optional[bool] = Query(None, description="Move the record out (default: keep it, marked)"),
+              again: bool = Query(False, description="Retry a record retried before, once more")) -> Any:
+    """The newest failure record of that job (as `pyresque failed retry --id`); 404 when it has none."""
+    jobs = FailedJobs(resque_of(request))
+    return _summary(jobs.retry(jobs.by_id(job_id), remove=remove, again=again))
+
+
 def _bulk_doc(result: Any) -> dict[str, Any]:
     return {"done": result.done, "gone": result.gone, "already_retried": result.already_retried,
             "skipped": [{"index": index, "reason": reason} for index, reason in result.skipped]}

@@ -34,9 +34,16 @@ def test_a_failed_job_shows_its_exception_and_message(api, redis_url, tmp_path):
     with WorkerProcess(redis_url, tmp_path):
         done = api.get(f"/api/v1/jobs/{job_id}/wait", params={"timeout": 20}).json()
     assert done["status"] == "failed"
-    assert done["error"] == {"exception": "RuntimeError", "message": "boom over http"}
+    error = done["error"]
+    assert (error["exception"], error["message"], error["queue"]) == ("RuntimeError", "boom over http", "default")
+    assert error["failed_at"] and error["worker"]
     listed = api.get("/api/v1/failed", params={"id": job_id}).json()
     assert [(row["id"], row["class"], row["exception"]) for row in listed] == [(job_id, "FailJob", "RuntimeError")]
+    retried = api.post(f"/api/v1/jobs/{job_id}/retry", params={"remove": "true"})
+    assert retried.status_code == 200 and retried.json()["id"] == job_id
+    assert api.get(f"/api/v1/jobs/{job_id}").json()["status"] == "waiting"
+    assert api.get("/api/v1/failed").json() == []
+    assert api.post(f"/api/v1/jobs/{job_id}/retry").json()["error"]["code"] == "failed_job_not_found"
 
 
 def test_wait_answers_with_the_current_status_after_its_timeout(api):
