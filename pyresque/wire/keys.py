@@ -217,3 +217,9 @@ class Keys:
         ``class_name`` is the class's canonical name (``jobs.resolver.canonical_name``), never a
         payload's, which may be any of its aliases."""
         return f"{self.ns}{OWN}concurrency:{class_name}"
+
+    # -- pyresque web (no Resque equivalent) -----------------------------------------------
+    def idempotency(self, key_digest: str) -> str:
+        """What ``pyresque web`` answered to a request sent with this ``Idempotency-Key``
+        (``key_digest``: the SHA-256 hex of the header), so that a retried request enqueues once."""
+        return f"{self.ns}{OWN}idempotency:{key_digest}"
