@@ -52,6 +52,7 @@ _LAZY_COMMANDS = {
     "resume": "ops:resume",
     "redis": "dev:redis_command",
     "dev": "dev:dev",
+    "metrics": "metrics:metrics",
 }
 
 
