@@ -13,6 +13,7 @@ of round trips, however many queues, workers or minutes there are.
 from __future__ import annotations
 
 import math
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from ..wire.keys import (
     METRICS_RETENTION,
     split_metric_field,
 )
-from .overview import QueueView, _enqueued_age, list_workers
+from .overview import QueueView, _enqueued_age, _worker_view
 
 #: How many delayed timestamps a scrape sizes (one LLEN each, pipelined): past it,
 #: ``delayed_jobs`` counts the earliest ones only, and ``delayed_jobs_exact`` is False.
@@ -194,7 +195,10 @@ def live(resque: Resque) -> Live:
     queues = [QueueView(name, size, _enqueued_age(head, now) if head is not None else (0.0 if size == 0 else None))
               for name, (size, head) in zip(names, store.queue_heads(names))]
     horizons = store.prune_horizons()
-    views = list_workers(resque)
+    ids = store.worker_ids()
+    paused_all, local_host = store.all_paused(), socket.gethostname()
+    views = [_worker_view(wid, (*glance, 0, 0), now, paused_all, local_host)
+             for wid, glance in zip(ids, store.worker_glance(ids))]
     workers = Counter((v.host, language(v.flavour, v.id, horizons), v.state) for v in views)
     stats = store.stats()
     failed_list = store.failed_size()
@@ -207,7 +211,7 @@ def live(resque: Resque) -> Live:
     problems = list(dict.fromkeys(problems + scheduler.take_problems() + store.take_problems()))
     earliest = _number(members[0]) if members else None
     return Live(queues=queues, workers=workers, processed=stats["processed"], failed=stats["failed"],
-                failed_list=failed_list, paused_all=store.all_paused(), delayed_timestamps=len(members),
+                failed_list=failed_list, paused_all=paused_all, delayed_timestamps=len(members),
                 delayed_jobs=sum(size for size in sizes if size is not None),
                 delayed_jobs_exact=len(members) <= DELAYED_SCAN_LIMIT,
                 delayed_overdue=max(0.0, round(now - earliest, 3)) if earliest is not None else 0.0,
