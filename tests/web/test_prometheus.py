@@ -3,6 +3,8 @@ subprocess and scraped over HTTP; the body parsed with prometheus-client's own p
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -131,3 +133,16 @@ def test_keys_of_the_wrong_type_are_counted_not_fatal(resque, r):
     assert got[("pyresque_queue_jobs", (("queue", "broken"),))] == 0
     assert got[("pyresque_failed_list_jobs", ())] == 0
     assert got[("pyresque_unreadable_keys", ())] >= 3
+
+
+def test_the_grafana_dashboard_uses_only_names_that_metrics_exposes(resque):
+    dashboard = json.loads((ROOT / "demo" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\bpyresque_[a-z_]+", expr)}
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    body, _ = render(resque)  # an empty Redis: every family is still declared
+    exposed = {family.name + suffix for family in text_string_to_metric_families(body.decode())
+               for suffix in suffixes[family.type]}
+    assert used and used <= exposed, used - exposed
+    assert {"pyresque_queue_jobs", "pyresque_queue_latency_seconds", "pyresque_workers",
+            "pyresque_job_duration_seconds_bucket", "pyresque_jobs_failed_total"} <= used
