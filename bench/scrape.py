@@ -53,7 +53,7 @@ def populate(resque: Resque, queues: int, workers: int, classes: int) -> None:
     fields: dict[str, Any] = {}
     for c in range(classes):
         name = f"App\\Jobs\\Job{c:03d}"
-        fields.update({f"{name}|p": 1000, f"{name}|f": 10, f"{name}|ms": 12345.6})
+        fields.update({f"{name}|p": 1000, f"{name}|f": 10, f"{name}|us": 12_345_600})
         fields.update({f"{name}|b{b}": 1000 // (len(METRIC_BUCKETS_MS) + 1) for b in range(len(METRIC_BUCKETS_MS) + 1)})
     if fields:
         pipe.hset(k.metrics_total, mapping=fields)

@@ -1,7 +1,7 @@
 """Per-class job metrics that workers record, read back; and the live figures ``/metrics`` shows.
 
 Workers count every run in the same Lua call that finishes the job (``store/scripts.py``
-FINISH_LUA: no extra round trip): per job class, processed runs, failed runs, total milliseconds
+FINISH_LUA: no extra round trip): per job class, processed runs, failed runs, total microseconds
 and a histogram over the fixed :data:`~pyresque.wire.keys.METRIC_BUCKETS_MS`, into one hash per
 minute (kept :data:`~pyresque.wire.keys.METRICS_RETENTION`, 8 h) and one hash of totals that never
 expires nor goes down (what Prometheus' counters need). This module turns those hashes into
@@ -24,7 +24,7 @@ from ..wire.keys import (
     METRIC_BUCKET,
     METRIC_BUCKETS_MS,
     METRIC_FAILED,
-    METRIC_MS,
+    METRIC_MICROS,
     METRIC_PROCESSED,
     METRICS_RETENTION,
     split_metric_field,
@@ -101,8 +101,8 @@ def parse_metrics_hash(raw: dict[bytes, bytes], job_class: str | None = None) ->
             metrics.processed = int(value)
         elif kind == METRIC_FAILED:
             metrics.failed = int(value)
-        elif kind == METRIC_MS:
-            metrics.total_ms = value
+        elif kind == METRIC_MICROS:
+            metrics.total_ms = value / 1000.0
         elif kind.startswith(METRIC_BUCKET) and kind[1:].isdigit() and int(kind[1:]) < len(metrics.buckets):
             metrics.buckets[int(kind[1:])] = int(value)
         else:

@@ -53,19 +53,19 @@ class Bookkeeping:
     final: bool = True  # False: the status waits for a retry and must not expire
     record: str = ""  # the job's exact working-on record, which a retry must still find
     _summary: str | None = field(default=None, repr=False)
-    #: for the metrics: job class ('' records none), milliseconds, failed, epoch second it ended
-    run: tuple[str, float, bool, int] = ("", 0.0, False, 0)
+    #: for the metrics: job class ('' records none), microseconds, failed, epoch second it ended
+    run: tuple[str, int, bool, int] = ("", 0, False, 0)
 
     def timed(self, job_class: str, seconds: float, failed: bool) -> None:
         """Count this run in its class's metrics, in the minute it ends (now)."""
-        self.run = (job_class[:METRIC_CLASS_CHARS], seconds * 1000.0, failed, int(time.time()))
+        self.run = (job_class[:METRIC_CLASS_CHARS], max(0, round(seconds * 1e6)), failed, int(time.time()))
 
     def args(self, status_ttl: int) -> list[Any]:
         ttl = status_ttl if self.final else ""
-        job_class, ms, failed, _ = self.run
-        bucket = f"{METRIC_BUCKET}{bisect.bisect_left(METRIC_BUCKETS_MS, ms)}"
+        job_class, micros, failed, _ = self.run
+        bucket = f"{METRIC_BUCKET}{bisect.bisect_left(METRIC_BUCKETS_MS, micros / 1000)}"
         return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0", self.record,
-                self.failure_summary(), job_class, f"{ms:.3f}", "1" if failed else "0", bucket, METRICS_RETENTION]
+                self.failure_summary(), job_class, micros, "1" if failed else "0", bucket, METRICS_RETENTION]
 
     def failure_summary(self) -> str:
         """The side key's JSON (the failure's words) for a tracked job that failed for good:

@@ -83,8 +83,9 @@ METRICS_MAX_FIELDS = 20_000
 
 # One run in a metrics hash (FINISH_LUA's ARGV[7..10]): its fields are counters only pyresque
 # writes, but the key may hold anything. A key that is not such a hash, or holds too many classes,
-# is skipped and reported; a field that is not a number loses that one count. Returns whether the
-# key is a metrics hash (one that should expire).
+# is skipped and reported; a field that is not a number loses that one count. Returns 1 when the
+# class is new in the hash (the minute's first run of it: time to set the hash's expiry), else
+# another number, or false when nothing was recorded.
 _METRICS_LUA = r"""
 local function tally(key, class)
   local added = redis.pcall('HINCRBY', key, class .. '|p', 1)
@@ -95,10 +96,10 @@ local function tally(key, class)
     return false
   end
   local broken = ARGV[9] == '1' and type(redis.pcall('HINCRBY', key, class .. '|f', 1)) == 'table'
-  broken = type(redis.pcall('HINCRBYFLOAT', key, class .. '|ms', ARGV[8])) == 'table' or broken
+  broken = type(redis.pcall('HINCRBY', key, class .. '|us', ARGV[8])) == 'table' or broken
   broken = type(redis.pcall('HINCRBY', key, class .. '|' .. ARGV[10], 1)) == 'table' or broken
   if broken then note(key, 'holds a field that is not a number: a metric of ' .. class .. ' not counted') end
-  return true
+  return added
 end
 """.replace("MAX_FIELDS", str(METRICS_MAX_FIELDS))
 
@@ -108,7 +109,7 @@ end
 # ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
 #       or '', '1' on a retry, the job's exact working-on record ('' = unknown), failure summary
 #       or '' (written, with the status's TTL, only beside a final status that was written),
-#       then the run's metrics: job class ('' = record none), milliseconds, '1' when it failed,
+#       then the run's metrics: job class ('' = record none), microseconds, '1' when it failed,
 #       its histogram field ('b<i>'), the minute hash's TTL
 # Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
 # while the working-on record is still this job's, so it never counts a job twice nor deletes
@@ -139,7 +140,7 @@ local function finish()
     count(KEYS[7])
   end
   if ARGV[7] ~= '' then
-    if tally(KEYS[9], ARGV[7]) then redis.call('EXPIRE', KEYS[9], ARGV[11]) end
+    if tally(KEYS[9], ARGV[7]) == 1 then redis.call('EXPIRE', KEYS[9], ARGV[11]) end
     tally(KEYS[10], ARGV[7])
   end
   return 1

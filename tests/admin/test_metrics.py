@@ -48,11 +48,11 @@ def test_a_worker_records_runs_failures_time_and_histogram_per_class(resque, red
     assert (total["NoopJob|p"], total.get("NoopJob|f", 0)) == (3, 0)
     assert (total["FailJob|p"], total["FailJob|f"]) == (2, 2)
     assert (total["FlakyJob|p"], total["FlakyJob|f"]) == (3, 2)  # a retried run counts as a failed run
-    assert total["SleepJob|ms"] >= 60
+    assert total["SleepJob|us"] >= 60_000
     sleep_buckets = {k: v for k, v in total.items() if k.startswith("SleepJob|b")}
     assert sum(sleep_buckets.values()) == 1
     (only,) = sleep_buckets
-    assert int(only.rpartition("|b")[2]) == bucket_of(total["SleepJob|ms"]) > bucket_of(50)
+    assert int(only.rpartition("|b")[2]) == bucket_of(total["SleepJob|us"] / 1000) > bucket_of(50)
     for job_class in ("NoopJob", "FailJob", "FlakyJob"):
         assert sum(v for k, v in total.items() if k.startswith(f"{job_class}|b")) == total[f"{job_class}|p"]
     keys = list(r.scan_iter(MINUTES))
@@ -100,12 +100,12 @@ def test_keys_of_the_wrong_type_never_break_the_bookkeeping(resque, redis_url, r
 
 
 def test_a_field_that_is_not_a_number_loses_only_that_count(resque, redis_url, r, tmp_path):
-    r.hset(TOTAL, "NoopJob|ms", "abc")
+    r.hset(TOTAL, "NoopJob|us", "abc")
     job_id = resque.enqueue("default", "NoopJob")
     with WorkerProcess(redis_url, tmp_path) as worker:
         wait_for(lambda: resque.status(job_id).status == 4, what="the job to complete")
         wait_for(lambda: "a metric of NoopJob not counted" in worker.log(), what=f"the problem\n{worker.log()}")
-    assert r.hget(TOTAL, "NoopJob|p") == b"1" and r.hget(TOTAL, "NoopJob|ms") == b"abc"
+    assert r.hget(TOTAL, "NoopJob|p") == b"1" and r.hget(TOTAL, "NoopJob|us") == b"abc"
     totals, problems = metrics.read_totals(resque)
     assert totals["NoopJob"].processed == 1 and problems == [f"{TOTAL} has 1 unreadable fields: ignored"]
 

@@ -18,10 +18,10 @@ def write_minute(r, start: int, fields: dict[str, float]) -> None:
 
 def test_the_table_sums_the_window_per_class(redis_url, r):
     now = minute_now(r)
-    write_minute(r, now, {"Mail|p": 3, "Mail|f": 1, "Mail|ms": 60.0, "Mail|b1": 3})  # 3 runs in (5, 10] ms
-    write_minute(r, now - 60, {"Mail|p": 1, "Mail|ms": 40.0, "Mail|b3": 1, "Report|p": 2, "Report|ms": 5000.0,
+    write_minute(r, now, {"Mail|p": 3, "Mail|f": 1, "Mail|us": 60_000, "Mail|b1": 3})  # 3 runs in (5, 10] ms
+    write_minute(r, now - 60, {"Mail|p": 1, "Mail|us": 40_000, "Mail|b3": 1, "Report|p": 2, "Report|us": 5_000_000,
                                "Report|b8": 2})
-    write_minute(r, now - 7200, {"Old|p": 1, "Old|ms": 1.0, "Old|b0": 1})  # outside --since 1h
+    write_minute(r, now - 7200, {"Old|p": 1, "Old|us": 1000, "Old|b0": 1})  # outside --since 1h
     done = cli(redis_url, "metrics")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -34,8 +34,8 @@ def test_the_table_sums_the_window_per_class(redis_url, r):
 
 def test_json_by_minute_for_one_class(redis_url, r):
     now = minute_now(r)
-    write_minute(r, now, {"Mail|p": 2, "Mail|ms": 14.0, "Mail|b1": 2, "Other|p": 1, "Other|ms": 1, "Other|b0": 1})
-    write_minute(r, now - 120, {"Mail|p": 1, "Mail|f": 1, "Mail|ms": 400000.0, "Mail|b14": 1})
+    write_minute(r, now, {"Mail|p": 2, "Mail|us": 14_000, "Mail|b1": 2, "Other|p": 1, "Other|us": 1000, "Other|b0": 1})
+    write_minute(r, now - 120, {"Mail|p": 1, "Mail|f": 1, "Mail|us": 400_000_000, "Mail|b14": 1})
     done = cli(redis_url, "metrics", "--class", "Mail", "--since", "10m", "--by-minute", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)

@@ -112,7 +112,7 @@ def test_a_scrape_shows_queues_workers_counters_and_the_histogram_of_a_job_that_
 
 def test_openmetrics_when_asked_and_class_names_escaped(redis_url, r, server):
     odd = 'Odd"Class\\with\nnewline'
-    r.hset("resque:pyresque_metrics_total", mapping={f"{odd}|p": 2, f"{odd}|ms": 12.5, f"{odd}|b1": 2})
+    r.hset("resque:pyresque_metrics_total", mapping={f"{odd}|p": 2, f"{odd}|us": 12_500, f"{odd}|b1": 2})
     text, content_type = scrape(server, "application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text") and text.endswith("# EOF\n")
     text, _ = scrape(server)
