@@ -65,8 +65,8 @@ class ResqueCollector:
         yield CounterMetricFamily("pyresque_jobs_failed", "Resque's stat:failed.", value=now.failed)
         yield GaugeMetricFamily("pyresque_failed_list_jobs", "Failure records in the failed list.",
                                 value=now.failed_list)
-        yield GaugeMetricFamily("pyresque_delayed_jobs", "Delayed jobs and retries waiting for their time "
-                                f"(the earliest {admin_metrics.DELAYED_SCAN_LIMIT} timestamps only, past them).",
+        yield GaugeMetricFamily("pyresque_delayed_jobs", "Delayed jobs and retries waiting for their time (those "
+                                f"of the earliest {admin_metrics.DELAYED_SCAN_LIMIT} due times, when there are more).",
                                 value=now.delayed_jobs)
         yield GaugeMetricFamily("pyresque_delayed_timestamps", "Distinct due times of delayed jobs.",
                                 value=now.delayed_timestamps)
