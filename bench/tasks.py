@@ -29,7 +29,7 @@ _SCRUB = (
     "QUEUE", "QUEUES", "INTERVAL", "BLOCKING", "COUNT", "APP_INCLUDE", "REDIS_URL", "REDIS_BACKEND",
     "REDIS_BACKEND_DB", "PREFIX", "VERBOSE", "VVERBOSE", "LOGGING", "PIDFILE", "PYTHONPATH",
     "PYRESQUE_INLINE", "ALLOWED_MODULES", "TERM_CHILD", "GRACEFUL_TERM", "RESQUE_TERM_TIMEOUT",
-    "RQ_REDIS_URL", "CELERY_BROKER_URL", "BENCH_REDIS_URL",
+    "RQ_REDIS_URL", "CELERY_BROKER_URL", "BENCH_REDIS_URL", "PYRESQUE_METRICS",
 )
 
 
@@ -155,7 +155,8 @@ def time_drain(ctx: Ctx, key: str, n: int, proc: subprocess.Popen, log: Path,
 # -- pyresque --------------------------------------------------------------------------------
 
 def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_every: int = 1,
-                   job: str = "NoopJob", n: int | None = None, threads: int = 1, until_done: bool = False) -> dict:
+                   job: str = "NoopJob", n: int | None = None, threads: int = 1, until_done: bool = False,
+                   metrics: bool = True) -> dict:
     import pyresque
     from pyresque.wire.keys import Keys
 
@@ -174,6 +175,9 @@ def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_
         env.update(PYRESQUE_FORK_EVERY=str(fork_every))
     if threads > 1:
         env.update(PYRESQUE_THREADS=str(threads))
+    if not metrics:
+        env.update(PYRESQUE_METRICS="0")
+    cpu_before = _cpu(ctx)
     proc, log = start_worker(ctx, [str(exe)], env)
     try:
         processed_key = keys.stat("processed")
@@ -188,13 +192,25 @@ def pyresque_drain(ctx: Ctx, blocking: bool = False, inline: bool = False, fork_
             raise BenchError(f"pyresque-worker exited with status {rc}", returncode=rc, worker_log=log_tail(log))
     finally:
         kill_group(proc)
+    worker_cpu, redis_cpu = (after - before for after, before in zip(_cpu(ctx), cpu_before))
     processed = int(ctx.redis.get(keys.stat("processed")) or 0)
     failed = int(ctx.redis.get(keys.stat("failed")) or 0)
-    res.update(processed=processed, failed=failed)
+    res.update(processed=processed, failed=failed, worker_cpu_s=worker_cpu, redis_cpu_s=redis_cpu)
     if processed != n or failed:
         raise BenchError(f"stat:processed = {processed}, stat:failed = {failed}, expected {n} and 0",
                          worker_log=log_tail(log), **res)
     return res
+
+
+def _cpu(ctx: Ctx) -> tuple[float, float]:
+    """CPU seconds of the workers this process has waited for (their children included, as each
+    waits for its own), and of the private redis-server: under a load that swings wall-clock
+    rates by ±30 %, CPU per job still shows a cost of a few percent."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    info = ctx.redis.info("cpu")
+    return usage.ru_utime + usage.ru_stime, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 @task("drain:pyresque-fork", "pyresque-worker, fork per job, burst (INTERVAL=0)")
@@ -210,6 +226,12 @@ def drain_pyresque_fork_blocking(ctx: Ctx) -> dict:
 @task("drain:pyresque-fork-every-100", "pyresque-worker --fork-every 100 (a child serves 100 jobs), burst")
 def drain_pyresque_fork_every(ctx: Ctx) -> dict:
     return pyresque_drain(ctx, fork_every=100)
+
+
+@task("drain:pyresque-fork-nometrics", "drain:pyresque-fork with PYRESQUE_METRICS=0 (no per-class metrics)",
+      group="metrics")
+def drain_pyresque_fork_nometrics(ctx: Ctx) -> dict:
+    return pyresque_drain(ctx, metrics=False)
 
 
 @task("drain:pyresque-inline", "pyresque-worker --inline (PYRESQUE_INLINE=1: no fork), burst")
@@ -555,10 +577,12 @@ def latency_celery_prefork(ctx: Ctx) -> dict:
 
 GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency", "io")}
 GROUPS["all"] = list(TASKS)
+GROUPS["metrics"] = ["drain:pyresque-fork", "drain:pyresque-fork-nometrics"]  # --tasks metrics: the recording's cost
 
 # Paired ratios pyresque / peer, computed inside each round. The note says what kind of pair it is.
 PAIRS: list[tuple[str, str, str]] = [
     ("drain:pyresque-fork", "drain:rq-worker", "fork vs fork"),
+    ("drain:pyresque-fork", "drain:pyresque-fork-nometrics", "metrics recorded vs not (1 - ratio = the cost)"),
     ("drain:pyresque-fork-blocking", "drain:rq-worker", "fork vs fork"),
     ("drain:pyresque-fork", "drain:rq-simple", "fork vs RQ without fork"),
     ("drain:pyresque-fork", "drain:celery-solo", "fork vs Celery without fork"),

@@ -53,6 +53,7 @@ _LAZY_COMMANDS = {
     "redis": "dev:redis_command",
     "dev": "dev:dev",
     "web": "web:web",
+    "metrics": "metrics:metrics",
 }
 
 

@@ -8,6 +8,9 @@ scheduler's commands are :mod:`.scheduler_store`'s.
 
 from __future__ import annotations
 
+import bisect
+import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -15,7 +18,7 @@ import redis
 
 from .. import defaults
 from ..wire import payload as wire
-from ..wire.keys import Keys
+from ..wire.keys import METRIC_BUCKET, METRIC_BUCKETS_MS, METRICS_RETENTION, Keys
 from .failed_list import FailedListCommands
 from .scripts import (
     ACQUIRE_SLOT_LUA,
@@ -32,10 +35,16 @@ from .scripts import (
     UPDATE_STATUS_LUA,
 )
 
+#: ``PYRESQUE_METRICS=0`` in a worker's environment: record no per-class metrics (README "Metrics").
+METRICS_ENV = "PYRESQUE_METRICS"
+#: The longest class name the metrics keep (a payload's class may be any string, of any size).
+METRIC_CLASS_CHARS = 200
+
 
 @dataclass
 class Bookkeeping:
-    """What a finished job leaves to write: its final status packet and failure record."""
+    """What a finished job leaves to write: its final status packet and failure record, and the
+    run for the per-class metrics (:meth:`timed`)."""
 
     status_key: str | None = None
     status_packet: str | None = None
@@ -44,11 +53,19 @@ class Bookkeeping:
     final: bool = True  # False: the status waits for a retry and must not expire
     record: str = ""  # the job's exact working-on record, which a retry must still find
     _summary: str | None = field(default=None, repr=False)
+    #: for the metrics: job class ('' records none), microseconds, failed, epoch second it ended
+    run: tuple[str, int, bool, int] = ("", 0, False, 0)
+
+    def timed(self, job_class: str, seconds: float, failed: bool) -> None:
+        """Count this run in its class's metrics, in the minute it ends (now)."""
+        self.run = (job_class[:METRIC_CLASS_CHARS], max(0, round(seconds * 1e6)), failed, int(time.time()))
 
     def args(self, status_ttl: int) -> list[Any]:
         ttl = status_ttl if self.final else ""
+        job_class, micros, failed, _ = self.run
+        bucket = f"{METRIC_BUCKET}{bisect.bisect_left(METRIC_BUCKETS_MS, micros / 1000)}"
         return [self.status_packet or "", ttl, self.failure_record or "", "1" if self.retry else "0", self.record,
-                self.failure_summary()]
+                self.failure_summary(), job_class, micros, "1" if failed else "0", bucket, METRICS_RETENTION]
 
     def failure_summary(self) -> str:
         """The side key's JSON (the failure's words) for a tracked job that failed for good:
@@ -67,7 +84,8 @@ class AllPaused(Exception):
 class DataStore(FailedListCommands):
     """Resque's keyspace on one Redis connection pool (the failed list's commands: :mod:`.failed_list`)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, status_ttl: int = defaults.STATUS_TTL) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, status_ttl: int = defaults.STATUS_TTL,
+                 metrics: bool | None = None) -> None:
         # Typed loosely: redis-py's stubs type replies as bytes | str by decode_responses.
         self.redis: Any = client
         self.keys = keys
@@ -75,6 +93,8 @@ class DataStore(FailedListCommands):
         #: took them (:meth:`take_problems`): the worker logs each once, and goes on
         self.problems: list[str] = []
         self.final_status_ttl = status_ttl
+        #: workers record per-class metrics with each job's bookkeeping (off: PYRESQUE_METRICS=0)
+        self.metrics = os.environ.get(METRICS_ENV, "1").strip() != "0" if metrics is None else metrics
         self._reserve = client.register_script(RESERVE_LUA)
         self._register = client.register_script(REGISTER_LUA)
         self._finish = client.register_script(FINISH_LUA)
@@ -207,8 +227,8 @@ class DataStore(FailedListCommands):
             keys = qkeys + [self.keys.worker(worker_id), self.keys.pause_all]
             found = self._reserve(keys=keys, args=[self.keys.ns, run_at, now, *qargs])
         else:
-            keys = self._finish_keys(worker_id, finished.status_key) + qkeys + [self.keys.pause_all]
-            args = finished.args(self.final_status_ttl) + [self.keys.ns, run_at, now, *qargs]
+            keys = self._finish_keys(worker_id, finished) + qkeys + [self.keys.pause_all]
+            args = self._finish_args(finished) + [self.keys.ns, run_at, now, *qargs]
             found = self._finish_reserve(keys=keys, args=args)
         index, item, started = found[:3]
         self.problems.extend(_text(p) for p in found[3:])
@@ -220,8 +240,7 @@ class DataStore(FailedListCommands):
 
     def finish_job(self, worker_id: str, finished: Bookkeeping) -> bool:
         """The bookkeeping after a job: one round trip; safe to retry (see FINISH_LUA)."""
-        keys = self._finish_keys(worker_id, finished.status_key)
-        done = self._finish(keys=keys, args=finished.args(self.final_status_ttl))
+        done = self._finish(keys=self._finish_keys(worker_id, finished), args=self._finish_args(finished))
         self.problems.extend(_text(p) for p in done[1:])
         return bool(done[0])
 
@@ -230,13 +249,20 @@ class DataStore(FailedListCommands):
         taken, self.problems = self.problems, []
         return taken
 
-    def _finish_keys(self, worker_id: str, status_key: str | None) -> list[str]:
-        k = self.keys
+    def _finish_keys(self, worker_id: str, finished: Bookkeeping) -> list[str]:
+        k, status_key = self.keys, finished.status_key
         return [
             k.worker(worker_id), k.stat("processed"), k.worker_stat("processed", worker_id),
             status_key or k.status("-"), k.failed, k.stat("failed"), k.worker_stat("failed", worker_id),
             k.job_failure_of(status_key) if status_key else k.status("-"),
+            k.metrics_minute(finished.run[3]), k.metrics_total,
         ]
+
+    def _finish_args(self, finished: Bookkeeping) -> list[Any]:
+        args = finished.args(self.final_status_ttl)
+        if not self.metrics:
+            args[6] = ""  # no class: the script records no metrics
+        return args
 
     # -- job status --------------------------------------------------------------------------
     def set_status(self, key: str, packet: str) -> None:
@@ -397,14 +423,43 @@ class DataStore(FailedListCommands):
             pipe.sismember(self.keys.workers, wid)
         return [bool(flag) for flag in pipe.execute()]
 
+    def worker_glance(self, worker_ids: Sequence[str]) -> list[tuple[bytes | None, bytes | None, bytes | None]]:
+        """Per worker: working-on record, started, heartbeat, in three commands (two MGETs and an
+        HMGET: a Prometheus scrape of 1,000 workers) where :meth:`worker_details` sends five each."""
+        if not worker_ids:
+            return []
+        k, ids = self.keys, list(worker_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget([k.worker(wid) for wid in ids])
+        pipe.mget([k.worker_started(wid) for wid in ids])
+        pipe.hmget(k.heartbeats, ids)
+        records, started, beats = self._execute(pipe, ["", "", k.heartbeats])  # MGET reads other types as nil
+        if isinstance(beats, redis.ResponseError):
+            beats = [None] * len(ids)
+        return list(zip(records, started, beats))
+
+    def hashes(self, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
+        """HGETALL of each key in one round trip (the metrics' minutes); a key of another type
+        reads as empty and is noted."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [{} if isinstance(got, redis.ResponseError) else got for got in self._execute(pipe, keys)]
+
+    def failed_size(self) -> int:
+        """LLEN failed; 0 (noted) when the key is not a list."""
+        return int(self._tolerate(self.keys.failed, 0, lambda: self.redis.llen(self.keys.failed)))
+
     def queue_heads(self, names: Sequence[str]) -> list[tuple[int, bytes | None]]:
-        """Per queue: its length and its first (oldest) item, in one round trip."""
+        """Per queue: its length and its first (oldest) item, in one round trip; a queue key
+        that is not a list reads as empty (noted)."""
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.llen(self.keys.queue(name))
             pipe.lindex(self.keys.queue(name), 0)
-        out = pipe.execute()
-        return [(int(out[2 * i]), out[2 * i + 1]) for i in range(len(names))]
+        out = self._execute(pipe, [self.keys.queue(name) for name in names for _ in (0, 1)])
+        broken = [isinstance(out[2 * i], redis.ResponseError) for i in range(len(names))]
+        return [(0, None) if broken[i] else (int(out[2 * i]), out[2 * i + 1]) for i in range(len(names))]
 
 
 def _content_error(exc: redis.ResponseError) -> bool:

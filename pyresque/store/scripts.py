@@ -77,17 +77,46 @@ local n = #KEYS - 2
 return pop(0, 3, n, KEYS[n + 1], KEYS[n + 2], ARGV[1], ARGV[2], ARGV[3])
 """
 
+#: A metrics hash takes no new job class past this many fields (a class has up to 18): the
+#: totals never expire, and class names come from payloads anyone may write.
+METRICS_MAX_FIELDS = 20_000
+
+# One run in a metrics hash (FINISH_LUA's ARGV[7..10]): its fields are counters only pyresque
+# writes, but the key may hold anything. A key that is not such a hash, or holds too many classes,
+# is skipped and reported; a field that is not a number loses that one count. Returns 1 when the
+# class is new in the hash (the minute's first run of it: time to set the hash's expiry), else
+# another number, or false when nothing was recorded.
+_METRICS_LUA = r"""
+local function tally(key, class)
+  local added = redis.pcall('HINCRBY', key, class .. '|p', 1)
+  if type(added) == 'table' then note(key, 'is not a hash of counters: metrics not recorded'); return false end
+  if added == 1 and redis.call('HLEN', key) > MAX_FIELDS then
+    redis.call('HDEL', key, class .. '|p')
+    note(key, 'holds too many job classes: metrics of ' .. class .. ' not recorded')
+    return false
+  end
+  local broken = ARGV[9] == '1' and type(redis.pcall('HINCRBY', key, class .. '|f', 1)) == 'table'
+  broken = type(redis.pcall('HINCRBY', key, class .. '|us', ARGV[8])) == 'table' or broken
+  broken = type(redis.pcall('HINCRBY', key, class .. '|' .. ARGV[10], 1)) == 'table' or broken
+  if broken then note(key, 'holds a field that is not a number: a metric of ' .. class .. ' not counted') end
+  return added
+end
+""".replace("MAX_FIELDS", str(METRICS_MAX_FIELDS))
+
 # KEYS: worker:<id>, stat:processed, stat:processed:<id>, status key, failed, stat:failed,
-#       stat:failed:<id>, pyresque_failure:<job> (the status key's failure summary)
+#       stat:failed:<id>, pyresque_failure:<job> (the status key's failure summary),
+#       pyresque_metrics:<minute>, pyresque_metrics_total
 # ARGV: status packet or '', status TTL ('' = none: a job waiting for its retry), failure record
 #       or '', '1' on a retry, the job's exact working-on record ('' = unknown), failure summary
-#       or '' (written, with the status's TTL, only beside a final status that was written)
+#       or '' (written, with the status's TTL, only beside a final status that was written),
+#       then the run's metrics: job class ('' = record none), microseconds, '1' when it failed,
+#       its histogram field ('b<i>'), the minute hash's TTL
 # Job bookkeeping in one step. A retry (after a lost reply: Redis restart, network) acts only
 # while the working-on record is still this job's, so it never counts a job twice nor deletes
 # the record of the job reserved in the same (lost) call. The failure record is pushed before
 # anything that could fail, and counters on keys that are not counters are skipped, so the
 # outcome (status, failure record) is never lost half-way, nor written twice by a retry.
-_FINISH_LUA = r"""
+_FINISH_LUA = _METRICS_LUA + r"""
 local function finish()
   if ARGV[4] == '1' then
     local current = get_string(KEYS[1])
@@ -110,20 +139,24 @@ local function finish()
     count(KEYS[6])
     count(KEYS[7])
   end
+  if ARGV[7] ~= '' then
+    if tally(KEYS[9], ARGV[7]) == 1 then redis.call('EXPIRE', KEYS[9], ARGV[11]) end
+    tally(KEYS[10], ARGV[7])
+  end
   return 1
 end
 """
 # Returns {1 (applied) or 0 (a retry that found the record gone), problems...}.
 FINISH_LUA = _RECORD_LUA + _FINISH_LUA + "return {finish(), unpack(problems)}\n"
 
-# KEYS: the eight FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
-# ARGV: the six FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
+# KEYS: the ten FINISH_LUA keys, then queue:<q1> .. queue:<qn>, pause-all-workers
+# ARGV: the eleven FINISH_LUA args, then namespace, run_at, now, json(q1) .. json(qn)
 # The previous job's bookkeeping and the next reserve in one round trip (polling mode): the
 # same two atomic steps as FINISH_LUA then RESERVE_LUA, sent together.
 FINISH_RESERVE_LUA = _RECORD_LUA + _FINISH_LUA + _POP_LUA + r"""
 finish()
-local n = #KEYS - 9
-return pop(8, 9, n, KEYS[1], KEYS[n + 9], ARGV[7], ARGV[8], ARGV[9])
+local n = #KEYS - 11
+return pop(10, 14, n, KEYS[1], KEYS[n + 11], ARGV[12], ARGV[13], ARGV[14])
 """
 
 # KEYS: queues, queue:<q>, status key (or a dummy);  ARGV: queue name, item, WAITING packet or ''

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import uvicorn
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from ..queue import Resque
 from .app import create_app
+from .prometheus import metrics_endpoint
 
 
 def extra_routes() -> list[BaseRoute]:
-    """Routes ``pyresque web`` adds beside the API: the place ``/metrics`` is mounted
-    (``[Route("/metrics", prometheus.endpoint)]``); nothing yet."""
-    return []
+    """Routes ``pyresque web`` adds beside the API: Prometheus' ``/metrics`` (behind the same
+    token as reads, so a scrape config sends it unless ``--public-read``)."""
+    return [Route("/metrics", metrics_endpoint)]
 
 
 def serve(resque: Resque, host: str, port: int, token: str, public_read: bool, **uvicorn_options: Any) -> None:

@@ -16,6 +16,31 @@ from .. import defaults
 #: key of type none (see ``prune_horizons`` too).
 OWN = "pyresque_"
 
+#: Upper bounds (milliseconds, inclusive) of the execution-time histogram that workers record
+#: per job class: hash field ``<class>|b<i>`` counts the runs that took more than bound ``i - 1``
+#: and at most bound ``i``; ``b<len(METRIC_BUCKETS_MS)>`` counts the longer ones (``+Inf``).
+#: Fixed: a reader sums fields written by workers of any version, so changing them mixes scales.
+METRIC_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
+
+#: Seconds a per-minute metrics hash is kept (Sidekiq's Metrics keep 8 hours too).
+METRICS_RETENTION = 8 * 3600
+
+#: The fields of a metrics hash, per job class: ``<class>|p`` runs, ``<class>|f`` failed runs,
+#: ``<class>|us`` their total microseconds (an integer: HINCRBYFLOAT costs Redis 4x HINCRBY),
+#: ``<class>|b<i>`` the histogram's buckets.
+METRIC_PROCESSED, METRIC_FAILED, METRIC_MICROS, METRIC_BUCKET = "p", "f", "us", "b"
+
+
+def metric_field(job_class: str, kind: str) -> str:
+    """A metrics hash field: ``<class>|<kind>`` (a class name may hold ``|``: split on the last)."""
+    return f"{job_class}|{kind}"
+
+
+def split_metric_field(field: str) -> tuple[str, str] | None:
+    """Invert :func:`metric_field`; ``None`` for a field no worker writes."""
+    job_class, bar, kind = field.rpartition("|")
+    return (job_class, kind) if bar and job_class else None
+
 
 def normalise_namespace(prefix: str | None) -> str:
     """Return the physical key prefix for a configured namespace."""
@@ -119,6 +144,17 @@ class Keys:
         return self.ns + "pause-all-workers"
 
     # -- stats and failures ------------------------------------------------------------------
+    def metrics_minute(self, minute: int) -> str:
+        """pyresque's hash of one minute's per-class metrics (fields: :func:`metric_field`), named
+        by the epoch second the minute starts at; it expires :data:`METRICS_RETENTION` later."""
+        return f"{self.ns}{OWN}metrics:{minute - minute % 60}"
+
+    @property
+    def metrics_total(self) -> str:
+        """pyresque's hash of the same fields summed since the first job: counters that never go
+        down as minutes expire (what Prometheus' counters and histograms need)."""
+        return f"{self.ns}{OWN}metrics_total"
+
     def stat(self, name: str) -> str:
         return f"{self.ns}stat:{name}"
 

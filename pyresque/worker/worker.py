@@ -357,6 +357,7 @@ class Worker:
         delay_payload(self.resque, time.time() + delay, job.queue, payload)
         booked = self._bookkeeping(final=False)
         booked.status_key, booked.status_packet = self._waiting_status(job, started)
+        booked.timed(job.job_class, time.monotonic() - begun, failed=True)  # a run that failed, then retried
         self._unbooked = booked
         self._flush_bookkeeping()
         self.log.warning("job failed, retrying", job_id=job.id, job_class=job.job_class, queue=job.queue,
@@ -397,11 +398,12 @@ class Worker:
         if not outcome.ok:
             booked.failure_record = wire.encode_failure(wire.build_failure(
                 job.payload, outcome.exception, outcome.error, outcome.backtrace, self.id, job.queue))
+        duration = time.monotonic() - begun
+        booked.timed(job.job_class, duration, failed=not outcome.ok)  # the class's metrics, same script
         self._unbooked = booked
         if self.shutdown:
             self._flush_bookkeeping()
-        fields = dict(job_id=job.id, job_class=job.job_class, queue=job.queue,
-                      duration=round(time.monotonic() - begun, 6))
+        fields = dict(job_id=job.id, job_class=job.job_class, queue=job.queue, duration=round(duration, 6))
         if outcome.ok:
             self.log.info("job done", outcome="skipped" if outcome.skipped else "complete", **fields)
         else:

@@ -29,6 +29,24 @@ def test_enqueue_run_by_a_worker_then_complete_with_its_result(api, redis_url, t
     assert api.get(f"/api/v1/jobs/{job_id}").json() == done
 
 
+def test_metrics_show_the_histogram_of_a_job_that_ran_over_http(api, redis_url, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    job_id = enqueue(api, {"class": "PHP_Job", "args": [{"timed": True}]})["id"]
+    with WorkerProcess(redis_url, tmp_path):
+        assert api.get(f"/api/v1/jobs/{job_id}/wait", params={"timeout": 20}).json()["status"] == "complete"
+    assert api.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    scraped = api.get("/metrics")
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+    samples = {(s.name, s.labels.get("class"), s.labels.get("le")): s.value
+               for s in families["pyresque_job_duration_seconds"].samples}
+    assert samples[("pyresque_job_duration_seconds_count", "PHP_Job", None)] >= 1
+    assert samples[("pyresque_job_duration_seconds_bucket", "PHP_Job", "+Inf")] >= 1
+    assert samples[("pyresque_job_duration_seconds_sum", "PHP_Job", None)] > 0
+    assert any(s.value >= 1 for s in families["pyresque_jobs_processed"].samples)
+
+
 def test_a_failed_job_shows_its_exception_and_message(api, redis_url, tmp_path):
     job_id = enqueue(api, {"class": "FailJob", "args": ["boom over http"]})["id"]
     with WorkerProcess(redis_url, tmp_path):
