@@ -157,7 +157,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--tasks", default="all",
-                        help="comma-separated task names or groups: default (throughput), latency, all (the default); see --list")
+                        help="comma-separated task names or groups: default (throughput), latency, "
+                             "latency-explicit, io, all (the default); see --list")
     parser.add_argument("--probes", type=int, default=200, help="latency probes per latency task (default 200)")
     parser.add_argument("--drain-jobs", type=int, default=2000, help="no-op jobs pre-enqueued per drain (default 2000)")
     parser.add_argument("--enqueue-jobs", type=int, default=20000, help="jobs per enqueue task (default 20000)")
