@@ -84,17 +84,27 @@ class Monitor:
         import threading
 
         self.url, self.exclude, self.count = url, exclude, 0
+        self.error: BaseException | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("MONITOR did not start")
+        if not self._ready.wait(10) or self.error is not None:
+            raise RuntimeError(f"MONITOR did not start: {self.error!r}")
 
     def _listen(self) -> None:
+        try:
+            self._stream()
+        except BaseException as exc:  # reported by stop(): a count that stopped early is no count
+            self.error = exc
+            self._ready.set()
+
+    def _stream(self) -> None:
         import redis
 
         in_multi: set[str] = set()
-        with redis.Redis.from_url(self.url).monitor() as monitor:
+        # No socket timeout: an idle worker may send nothing for minutes (redis-py 8's default
+        # of 5 s would end the stream at the first quiet spell, and the count with it).
+        with redis.Redis.from_url(self.url, socket_timeout=None).monitor() as monitor:
             self._ready.set()
             while True:
                 entry = monitor.next_command()
@@ -118,6 +128,8 @@ class Monitor:
         """End the stream with an ECHO on ``r`` (the excluded client), after the last snapshot."""
         r.echo(self.STOP)
         self._thread.join(10)
+        if self.error is not None or self._thread.is_alive():
+            raise RuntimeError(f"MONITOR stream ended early: {self.error!r}")
         return self.count
 
 

@@ -148,9 +148,11 @@ def run_all(args: argparse.Namespace) -> int:
     rows, ratios = summarise(runs, names)
     raw_file.write_text(json.dumps({"meta": meta, "summary": rows, "ratios": ratios, "runs": runs}, indent=1))
     write_markdown(RESULTS / "latest.md", meta, rows, ratios, runs)
+    write_markdown(raw_file.with_suffix(".md"), meta, rows, ratios, runs)  # this run's table, kept beside its data
 
     print_summary(rows, ratios)
-    print(f"\nraw: {raw_file}\ntable: {RESULTS / 'latest.md'}\nelapsed: {meta['elapsed_s'] / 60:.1f} min")
+    print(f"\nraw: {raw_file}\ntable: {RESULTS / 'latest.md'} (and {raw_file.with_suffix('.md').name})\n"
+          f"elapsed: {meta['elapsed_s'] / 60:.1f} min")
     return 0 if all(r.get("ok") for r in runs) else 1
 
 def main() -> int:
