@@ -1,7 +1,7 @@
 """Idle Redis cost: the commands per second one IDLE worker sends, per command, for pyresque's
 default worker, ``--no-scheduler``, ``BLOCKING=0``, RQ's worker and Celery solo.
 
-    bench/.venv/bin/python bench/idle_cost.py [--seconds 120] [--configs NAME,...]
+    bench/.venv/bin/python bench/idle_cost.py [--seconds 450] [--configs NAME,...]
 
 Method. Every configuration runs in its own process (``idle_cost.py --one NAME``), all of them
 at once, each against its own private redis-server (``pyresque.store.embedded.RedisServer``: a
@@ -11,7 +11,8 @@ where it has one) it settles ``--settle`` seconds, so start-up is not counted. T
 
 1. MONITOR starts (:class:`Monitor`, its own connection), then ``INFO commandstats`` (the
    "before" snapshot) on the harness's one other connection;
-2. ``--seconds`` of idleness (120 by default: four heartbeats of pyresque, 24 BLMOVE renewals);
+2. ``--seconds`` of idleness (450 by default: one whole cycle of RQ's 405 s wait, 15 pyresque
+   heartbeats, 90 BLMOVE renewals per queue);
 3. ``INFO commandstats`` again (the "after" snapshot), then an ECHO that ends the MONITOR.
 
 The delta of ``calls`` per command, less the harness's one command inside the window (the
@@ -321,7 +322,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=120.0, help="idle window measured, at least 60 (default 120)")
+    parser.add_argument("--seconds", type=float, default=450.0,
+                        help="idle window measured (default 450: one whole cycle of RQ's 405 s BLMOVE timeout)")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds idle before the window (default 10)")
     parser.add_argument("--configs", help=f"comma-separated subset of: {', '.join(CONFIGS)}")
     parser.add_argument("--one", help=argparse.SUPPRESS)
