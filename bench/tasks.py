@@ -501,7 +501,7 @@ def latency_run(ctx: Ctx, argv: list[str], env: dict[str, str], enqueue: Callabl
 #: INTERVAL=5, fork per job, delayed-job duty on). "blocking" is the older tasks' explicit
 #: ``BLOCKING=1 INTERVAL=5``, now the same settings as the defaults; "polling" is BLOCKING=0.
 PYRESQUE_LATENCY_ENV = {"default": {}, "blocking": {"BLOCKING": "1", "INTERVAL": "5"}, "polling": {"BLOCKING": "0"},
-                        "retired": {"PYRESQUE_HELPER_IDLE": "0.02"}}
+                        "retired": {"PYRESQUE_HELPER_IDLE": "0.02"}, "two-queues": {"QUEUE": f"high,{QUEUE}"}}
 #: A polling worker takes up to INTERVAL (5 s) per probe: fewer probes, each after an idle spell
 #: uniform over one whole interval, so that a probe lands at a random phase of the poll.
 POLLING_PROBES, POLLING_IDLE = 20, (0.05, 5.05)
@@ -515,7 +515,8 @@ def pyresque_latency(ctx: Ctx, inline: bool, config: str = "default") -> dict:
     import pyresque
 
     r = pyresque.Resque(ctx.url, "resque")
-    env = clean_env(QUEUE=QUEUE, APP_INCLUDE=str(BENCH / "jobs.py"), REDIS_URL=ctx.url, **PYRESQUE_LATENCY_ENV[config])
+    env = clean_env(**{"QUEUE": QUEUE, "APP_INCLUDE": str(BENCH / "jobs.py"), "REDIS_URL": ctx.url,
+                       **PYRESQUE_LATENCY_ENV[config]})
     if inline:
         env.update(PYRESQUE_INLINE="1")
     extra: dict[str, Any] = {"probes": POLLING_PROBES, "idle": POLLING_IDLE} if config == "polling" else {}
@@ -547,6 +548,12 @@ def latency_pyresque_polling(ctx: Ctx) -> dict:
       "(PYRESQUE_HELPER_IDLE=0.02); 50 probes", P50_MS, "latency")
 def latency_pyresque_default_retired(ctx: Ctx) -> dict:
     return pyresque_latency(ctx, inline=False, config="retired")
+
+
+@task("latency:pyresque-default-2q", "stock pyresque-worker, fork, QUEUE=high,bench (a BLMOVE each); probes on bench",
+      P50_MS, "latency")
+def latency_pyresque_default_2q(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=False, config="two-queues")
 
 
 @task("latency:pyresque-fork", "pyresque-worker BLOCKING=1 INTERVAL=5 (explicit; = the defaults now), fork per job",
@@ -631,6 +638,7 @@ PAIRS: list[tuple[str, str, str]] = [
     ("latency:pyresque-default", "latency:celery-prefork", "p50, default fork per job vs Celery's pool process (c1)"),
     ("latency:pyresque-polling", "latency:pyresque-default", "p50, BLOCKING=0 polling vs the default BLMOVE wait"),
     ("latency:pyresque-default-retired", "latency:pyresque-default", "p50, first job after 30 s idle vs a busy-ish worker"),
+    ("latency:pyresque-default-2q", "latency:pyresque-default", "p50, two queues (a CLIENT UNBLOCK on arrival) vs one"),
     ("latency:pyresque-fork", "latency:rq-worker", "p50, fork vs fork"),
     ("latency:pyresque-inline", "latency:rq-simple", "p50, no fork vs no fork"),
     ("latency:pyresque-inline", "latency:celery-solo", "p50, no fork vs no fork"),
