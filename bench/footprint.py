@@ -121,7 +121,8 @@ class RoundTrips:
 
     def _listen(self) -> None:
         in_multi: set[str] = set()
-        with redis.Redis.from_url(self.url).monitor() as monitor:
+        # no socket timeout: redis-py 8's default 5 s would end the stream at a quiet spell
+        with redis.Redis.from_url(self.url, socket_timeout=None).monitor() as monitor:
             self._ready.set()
             while True:
                 entry = monitor.next_command()

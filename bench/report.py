@@ -28,6 +28,7 @@ def summarise(runs: list[dict], names: list[str]) -> tuple[list[dict], list[dict
             row["p99_median"] = statistics.median(r["p99_ms"] for r in ok)
         rows.append(row)
     by_round: dict[tuple[int, str], float] = {(r["round"], r["task"]): r["value"] for r in runs if r.get("ok")}
+    by_p99: dict[tuple[int, str], float] = {(r["round"], r["task"]): r["p99_ms"] for r in runs if r.get("ok") and "p99_ms" in r}
     rounds = sorted({r["round"] for r in runs})
     ratios = []
     for num, den, note in PAIRS:
@@ -38,6 +39,10 @@ def summarise(runs: list[dict], names: list[str]) -> tuple[list[dict], list[dict
         row = {"ratio": f"{num} / {den}", "note": note, "better": better, "n": len(per_round), "per_round": per_round}
         if per_round:
             row.update(median=statistics.median(per_round), min=min(per_round), max=max(per_round))
+        if TASKS[num][1] == P50_MS:  # latency: the p99s' paired ratio beside the p50s'
+            p99 = [by_p99[(k, num)] / by_p99[(k, den)] for k in rounds if (k, num) in by_p99 and (k, den) in by_p99]
+            if p99:
+                row.update(p99_per_round=p99, p99_median=statistics.median(p99))
         ratios.append(row)
     return rows, ratios
 
@@ -101,11 +106,13 @@ def write_markdown(path: Path, meta: dict, rows: list[dict], ratios: list[dict],
                          f"{fmt_value(row['min'], unit)} | {fmt_value(row['max'], unit)} | {row['n']}{fails} |")
         else:
             lines.append(f"| {row['task']} | {row['what']} | {unit} | — | — | — | 0{fails} |")
-    lines += ["", "Paired ratios pyresque / peer, computed inside each round, then median [min–max] over rounds:", "",
+    lines += ["", "Paired ratios pyresque / peer, computed inside each round, then median [min–max] over rounds "
+              "(latency: the p50s' ratio, and in brackets the median of the p99s' per-round ratio):", "",
               "| ratio | kind | reading | median | [min–max] | n |", "|---|---|---|---:|---:|---:|"]
     for row in ratios:
         if row["n"]:
-            lines.append(f"| {row['ratio']} | {row['note']} | {row['better']} | **{fmt_ratio(row['median'])}** | "
+            p99 = f" (p99 {fmt_ratio(row['p99_median'])})" if "p99_median" in row else ""
+            lines.append(f"| {row['ratio']} | {row['note']} | {row['better']} | **{fmt_ratio(row['median'])}**{p99} | "
                          f"[{fmt_ratio(row['min'])}–{fmt_ratio(row['max'])}] | {row['n']} |")
         else:
             lines.append(f"| {row['ratio']} | {row['note']} | {row['better']} | — | — | 0 |")
@@ -133,7 +140,8 @@ def print_summary(rows: list[dict], ratios: list[dict]) -> None:
     for row in ratios:
         if row["n"]:
             per = ", ".join(f"{x:.2f}" for x in row["per_round"])
+            p99 = f"; p99 ratio {fmt_ratio(row['p99_median'])}" if "p99_median" in row else ""
             print(f"{row['ratio']:{width}s} {fmt_ratio(row['median']):>7s} [{fmt_ratio(row['min'])}–{fmt_ratio(row['max'])}] "
-                  f"{row['n']}  ({per}; {row['better']})")
+                  f"{row['n']}  ({per}; {row['better']}{p99})")
         else:
             print(f"{row['ratio']:{width}s}       — (no round where both ran)")

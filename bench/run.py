@@ -148,16 +148,19 @@ def run_all(args: argparse.Namespace) -> int:
     rows, ratios = summarise(runs, names)
     raw_file.write_text(json.dumps({"meta": meta, "summary": rows, "ratios": ratios, "runs": runs}, indent=1))
     write_markdown(RESULTS / "latest.md", meta, rows, ratios, runs)
+    write_markdown(raw_file.with_suffix(".md"), meta, rows, ratios, runs)  # this run's table, kept beside its data
 
     print_summary(rows, ratios)
-    print(f"\nraw: {raw_file}\ntable: {RESULTS / 'latest.md'}\nelapsed: {meta['elapsed_s'] / 60:.1f} min")
+    print(f"\nraw: {raw_file}\ntable: {RESULTS / 'latest.md'} (and {raw_file.with_suffix('.md').name})\n"
+          f"elapsed: {meta['elapsed_s'] / 60:.1f} min")
     return 0 if all(r.get("ok") for r in runs) else 1
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--tasks", default="all",
-                        help="comma-separated task names or groups: default (throughput), latency, all (the default); see --list")
+                        help="comma-separated task names or groups: default (throughput), latency, "
+                             "latency-explicit, io, all (the default); see --list")
     parser.add_argument("--probes", type=int, default=200, help="latency probes per latency task (default 200)")
     parser.add_argument("--drain-jobs", type=int, default=2000, help="no-op jobs pre-enqueued per drain (default 2000)")
     parser.add_argument("--enqueue-jobs", type=int, default=20000, help="jobs per enqueue task (default 20000)")

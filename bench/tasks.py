@@ -53,7 +53,9 @@ class Ctx:
         self.workdir = workdir
         import redis
 
-        self.redis = redis.Redis.from_url(self.url)
+        # redis-py 8 reads with a 5 s socket timeout by default: longer than that, a BLPOP for a
+        # polling worker's probe (up to INTERVAL=5 s and more) would fail before its own timeout.
+        self.redis = redis.Redis.from_url(self.url, socket_timeout=120)
 
 
 TaskFn = Callable[[Ctx], dict]
@@ -73,7 +75,9 @@ def task(name: str, what: str, unit: str = JOBS_S, group: str = "default") -> Ca
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    """The shell's environment without anything that would configure a worker (every
+    ``PYRESQUE_*`` too), plus ``extra``: a "default" worker really runs with its defaults."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith("PYRESQUE_")}
     env.update(extra)
     return env
 
@@ -480,9 +484,9 @@ def bulk_rq(ctx: Ctx) -> dict:
 # -- idle -> job start latency (group "latency": opt-in) ----------------------------------------
 
 def latency_run(ctx: Ctx, argv: list[str], env: dict[str, str], enqueue: Callable[[float, str], Any],
-                stop_signal: int) -> dict:
-    """perf-anchors section 1: the worker idles 50-100 ms, then a probe carrying time.monotonic() is
-    enqueued; its first statement takes the delta and RPUSHes it to a result list.
+                stop_signal: int, probes: int | None = None, idle: tuple[float, float] = (0.05, 0.10)) -> dict:
+    """perf-anchors section 1: the worker idles 50-100 ms (``idle``), then a probe carrying
+    time.monotonic() is enqueued; its first statement takes the delta and RPUSHes it to a result list.
 
     The first probe is a warm-up (it also waits out the worker's start-up) and is not counted.
     """
@@ -491,12 +495,13 @@ def latency_run(ctx: Ctx, argv: list[str], env: dict[str, str], enqueue: Callabl
     result_key = "bench:latency"
     rng = random.Random(1)
     deltas: list[float] = []
+    count = ctx.probes if probes is None else min(probes, ctx.probes)
     proc, log = start_worker(ctx, argv, env)
     try:
-        for i in range(ctx.probes + 1):
-            time.sleep(rng.uniform(0.05, 0.10))
+        for i in range(count + 1):
+            time.sleep(rng.uniform(*idle))
             enqueue(time.monotonic(), result_key)
-            item = ctx.redis.blpop([result_key], timeout=60 if i == 0 else 10)
+            item = ctx.redis.blpop([result_key], timeout=60 if i == 0 else 10 + idle[1])
             if item is None:
                 rc = proc.poll()
                 raise BenchError(f"probe {i} got no answer ({'worker exited ' + str(rc) if rc is not None else 'worker alive'})",
@@ -509,28 +514,80 @@ def latency_run(ctx: Ctx, argv: list[str], env: dict[str, str], enqueue: Callabl
         kill_group(proc)
     ms = sorted(d * 1000 for d in deltas)
     return {"probes": len(ms), "p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))],
-            "min_ms": ms[0], "max_ms": ms[-1], "returncode": rc, "value": statistics.median(ms)}
+            "min_ms": ms[0], "max_ms": ms[-1], "returncode": rc, "value": statistics.median(ms), "env": {
+                k: v for k, v in env.items() if k in ("QUEUE", "BLOCKING", "INTERVAL") or k.startswith("PYRESQUE_")}}
 
 
-def pyresque_latency(ctx: Ctx, inline: bool) -> dict:
+#: What each pyresque latency task sets on top of ``QUEUE``, ``APP_INCLUDE`` and ``REDIS_URL``.
+#: "default" sets nothing: the stock worker as README's Quickstart starts it (BLMOVE wait,
+#: INTERVAL=5, fork per job, delayed-job duty on). "blocking" is the older tasks' explicit
+#: ``BLOCKING=1 INTERVAL=5``, now the same settings as the defaults; "polling" is BLOCKING=0.
+PYRESQUE_LATENCY_ENV = {"default": {}, "blocking": {"BLOCKING": "1", "INTERVAL": "5"}, "polling": {"BLOCKING": "0"},
+                        "retired": {"PYRESQUE_HELPER_IDLE": "0.02"}, "two-queues": {"QUEUE": f"high,{QUEUE}"}}
+#: A polling worker takes up to INTERVAL (5 s) per probe: fewer probes, each after an idle spell
+#: uniform over one whole interval, so that a probe lands at a random phase of the poll.
+POLLING_PROBES, POLLING_IDLE = 20, (0.05, 5.05)
+#: A fork-mode worker idle for ``--helper-idle`` (30 s by default) retires its forking helper and
+#: starts a new one with the next job. ``PYRESQUE_HELPER_IDLE=0.02`` makes every probe (after
+#: 50-100 ms idle) such a first job: what a job meets at a worker that has been idle half a minute.
+RETIRED_PROBES = 50
+
+
+def pyresque_latency(ctx: Ctx, inline: bool, config: str = "default") -> dict:
     import pyresque
 
     r = pyresque.Resque(ctx.url, "resque")
-    env = clean_env(QUEUE=QUEUE, BLOCKING="1", INTERVAL="5", APP_INCLUDE=str(BENCH / "jobs.py"), REDIS_URL=ctx.url)
+    env = clean_env(**{"QUEUE": QUEUE, "APP_INCLUDE": str(BENCH / "jobs.py"), "REDIS_URL": ctx.url,
+                       **PYRESQUE_LATENCY_ENV[config]})
     if inline:
         env.update(PYRESQUE_INLINE="1")
+    extra: dict[str, Any] = {"probes": POLLING_PROBES, "idle": POLLING_IDLE} if config == "polling" else {}
+    if config == "retired":
+        extra = {"probes": RETIRED_PROBES}
     return latency_run(ctx, [str(VENV_BIN / "pyresque-worker")], env,
-                       lambda t, key: r.enqueue(QUEUE, "LatencyProbe", t, key, ctx.url, track=False), signal.SIGQUIT)
+                       lambda t, key: r.enqueue(QUEUE, "LatencyProbe", t, key, ctx.url, track=False), signal.SIGQUIT,
+                       **extra)
 
 
-@task("latency:pyresque-fork", "pyresque-worker BLOCKING=1 INTERVAL=5, fork per job", P50_MS, "latency")
-def latency_pyresque_fork(ctx: Ctx) -> dict:
+@task("latency:pyresque-default", "stock pyresque-worker, no BLOCKING/INTERVAL set (BLMOVE wait), fork per job",
+      P50_MS, "latency")
+def latency_pyresque_default(ctx: Ctx) -> dict:
     return pyresque_latency(ctx, inline=False)
 
 
-@task("latency:pyresque-inline", "pyresque-worker BLOCKING=1 INTERVAL=5 PYRESQUE_INLINE=1 (no fork)", P50_MS, "latency")
-def latency_pyresque_inline(ctx: Ctx) -> dict:
+@task("latency:pyresque-default-inline", "stock pyresque-worker with PYRESQUE_INLINE=1 only (no fork)", P50_MS, "latency")
+def latency_pyresque_default_inline(ctx: Ctx) -> dict:
     return pyresque_latency(ctx, inline=True)
+
+
+@task("latency:pyresque-polling", "pyresque-worker BLOCKING=0 (poll every INTERVAL=5 s), fork; 20 probes at random phase",
+      P50_MS, "latency")
+def latency_pyresque_polling(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=False, config="polling")
+
+
+@task("latency:pyresque-default-retired", "stock pyresque-worker, fork, as after 30 s idle: helper retired "
+      "(PYRESQUE_HELPER_IDLE=0.02); 50 probes", P50_MS, "latency")
+def latency_pyresque_default_retired(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=False, config="retired")
+
+
+@task("latency:pyresque-default-2q", "stock pyresque-worker, fork, QUEUE=high,bench (a BLMOVE each); probes on bench",
+      P50_MS, "latency")
+def latency_pyresque_default_2q(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=False, config="two-queues")
+
+
+@task("latency:pyresque-fork", "pyresque-worker BLOCKING=1 INTERVAL=5 (explicit; = the defaults now), fork per job",
+      P50_MS, "latency-explicit")
+def latency_pyresque_fork(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=False, config="blocking")
+
+
+@task("latency:pyresque-inline", "pyresque-worker BLOCKING=1 INTERVAL=5 PYRESQUE_INLINE=1 (explicit; = the defaults now)",
+      P50_MS, "latency-explicit")
+def latency_pyresque_inline(ctx: Ctx) -> dict:
+    return pyresque_latency(ctx, inline=True, config="blocking")
 
 
 def rq_latency(ctx: Ctx, worker_class: str | None) -> dict:
@@ -575,7 +632,8 @@ def latency_celery_prefork(ctx: Ctx) -> dict:
     return celery_latency(ctx, "prefork", concurrency=1)
 
 
-GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency", "io")}
+GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group]
+          for group in ("default", "latency", "latency-explicit", "io")}
 GROUPS["all"] = list(TASKS)
 GROUPS["metrics"] = ["drain:pyresque-fork", "drain:pyresque-fork-nometrics"]  # --tasks metrics: the recording's cost
 
@@ -596,6 +654,15 @@ PAIRS: list[tuple[str, str, str]] = [
     ("drain:pyresque-inline", "drain:celery-solo", "no fork vs no fork"),
     ("enqueue:pyresque", "enqueue:rq", "one call per job"),
     ("bulk:pyresque", "bulk:rq", "1000 per pipeline"),
+    ("latency:pyresque-default", "latency:rq-worker", "p50, default fork vs fork"),
+    ("latency:pyresque-default", "latency:rq-simple", "p50, default fork vs RQ without fork"),
+    ("latency:pyresque-default", "latency:celery-solo", "p50, default fork vs Celery without fork"),
+    ("latency:pyresque-default-inline", "latency:rq-simple", "p50, default no fork vs no fork"),
+    ("latency:pyresque-default-inline", "latency:celery-solo", "p50, default no fork vs no fork"),
+    ("latency:pyresque-default", "latency:celery-prefork", "p50, default fork per job vs Celery's pool process (c1)"),
+    ("latency:pyresque-polling", "latency:pyresque-default", "p50, BLOCKING=0 polling vs the default BLMOVE wait"),
+    ("latency:pyresque-default-retired", "latency:pyresque-default", "p50, first job after 30 s idle vs a busy-ish worker"),
+    ("latency:pyresque-default-2q", "latency:pyresque-default", "p50, two queues (a CLIENT UNBLOCK on arrival) vs one"),
     ("latency:pyresque-fork", "latency:rq-worker", "p50, fork vs fork"),
     ("latency:pyresque-inline", "latency:rq-simple", "p50, no fork vs no fork"),
     ("latency:pyresque-inline", "latency:celery-solo", "p50, no fork vs no fork"),
