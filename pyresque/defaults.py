@@ -33,9 +33,10 @@ PROCLINE_VERSION = "0.1.0"
 OUTAGE_BACKOFF_START = 0.25
 OUTAGE_BACKOFF_CAP = 5.0
 
-#: Seconds without a job after which a worker's forking helper exits (its memory given back);
-#: the next job starts a new one, which costs that job ~50 ms. 0 = never.
-HELPER_IDLE = 30.0
+#: Seconds without a job after which a worker's forking helper exits (~14 MiB RSS given back);
+#: the next job then starts a new one, which costs that job 100-250 ms. 0 = never: the default,
+#: so that a job starts within milliseconds however long its worker sat idle (README: Performance).
+HELPER_IDLE = 0.0
 
 #: Longest a thread slot waits (or a worker sleeps for a glob that matches no queue) before it
 #: looks at its stop flag again.

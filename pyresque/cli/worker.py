@@ -59,7 +59,7 @@ def _flag(value: str | None) -> bool:
 @click.option("--helper-idle", envvar="PYRESQUE_HELPER_IDLE", type=click.FloatRange(min=0),
               default=defaults.HELPER_IDLE, show_default=True,
               help="Seconds without a job after which the forking helper exits to give back its memory; "
-                   "the next job starts a new one (~50 ms). 0 = never (env PYRESQUE_HELPER_IDLE).")
+                   "the next job then starts a new one (100-250 ms). 0 = never, the default (env PYRESQUE_HELPER_IDLE).")
 @click.option("--threads", envvar="PYRESQUE_THREADS", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs in flight at once, each in a thread of this process with a worker id of its own "
                    "(for I/O-bound jobs; no fork) (env PYRESQUE_THREADS).")
