@@ -30,7 +30,7 @@ def test_a_job_enqueued_in_2s_runs_after_2s_under_a_real_scheduler_and_worker(re
         assert resque.status(job_id).status == 1
         ran = wait_for(lambda: records(worker, "ruby_job"), timeout=10, what=f"the job to run\n{scheduler.log()}")[0]
         assert ran["args"] == [1]
-        assert 2.0 <= ran["t"] - before < 3.5, ran["t"] - before
+        assert 2.0 <= ran["t"] - before < 5.0, ran["t"] - before  # never early; late only by a pass and the CLI's start
         wait_for(lambda: resque.status(job_id).status == 4, what="status complete under the same id")
         assert re.match(r"resque-scheduler-[0-9.]+: (Processing Delayed Items|Schedules Loaded)$", scheduler.title())
     assert scheduler.process.returncode == 0 and r.get(LOCK) is None  # TERM released the lock
