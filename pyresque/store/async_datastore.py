@@ -130,6 +130,16 @@ class AsyncDataStore:
 
     async def register_workers(self, worker_ids: Sequence[str], started: str, prune_horizon: float) -> list[bool]:
         """:meth:`DataStore.register_worker` for many ids in one round trip; False: id held."""
+        try:
+            replies = await self._register_many(worker_ids, started, prune_horizon)
+        except redis.exceptions.NoScriptError:  # a restarted Redis: its script cache is empty
+            await self.load_scripts()
+            replies = await self._register_many(worker_ids, started, prune_horizon)
+        for done in replies:
+            self.problems.extend(_text(p) for p in done[1:])
+        return [bool(done[0]) for done in replies]
+
+    async def _register_many(self, worker_ids: Sequence[str], started: str, prune_horizon: float) -> list[Any]:
         now = await self.server_time()
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
@@ -137,14 +147,7 @@ class AsyncDataStore:
             keys = [k.worker_started(worker_id), k.heartbeats, k.workers, k.prune_horizons]
             args = [worker_id, started, wire.iso_offset(now), f"{prune_horizon:g}", wire.iso_offset(now - prune_horizon)]
             pipe.execute_command("EVALSHA", self.store._register.sha, len(keys), *keys, *args)
-        try:
-            replies = await pipe.execute()
-        except redis.exceptions.NoScriptError:
-            await self.load_scripts()
-            replies = await pipe.execute()
-        for done in replies:
-            self.problems.extend(_text(p) for p in done[1:])
-        return [bool(done[0]) for done in replies]
+        return list(await pipe.execute())
 
     async def heartbeats(self, worker_ids: Sequence[str]) -> list[bool]:
         """:meth:`DataStore.heartbeat` for many ids in one round trip; False: no longer registered."""

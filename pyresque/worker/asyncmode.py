@@ -100,6 +100,7 @@ class AsyncWorker(AsyncJobs):
         self._crashed = False
         self._background: set[asyncio.Task[Any]] = set()
         self._slot_registered = False
+        self._recovering = False  # an outage was seen: re-register and recover at the next answer
 
     # == process ==============================================================================
     def work(self) -> int:
@@ -211,6 +212,8 @@ class AsyncWorker(AsyncJobs):
                 continue
             self.outage.back()
             self.outage.report(self.store)
+            if self._recovering:
+                await self._after_outage()
             for reserved in found:
                 self._start(reserved)
             if found:
@@ -391,14 +394,20 @@ class AsyncWorker(AsyncJobs):
         self._tick()
 
     async def _redis_outage_async(self, exc: BaseException) -> None:
-        """Wait for Redis, re-register every slot, and run the job a lost reserve reply left."""
+        """Wait for Redis, then :meth:`_after_outage` (again at the next answer if it fails)."""
+        self._recovering = True
         await self._backoff_async(exc)
+        await self._after_outage()
+
+    async def _after_outage(self) -> None:
+        """Re-register every slot (a restarted Redis forgot them), write what waited, and run the
+        job a lost reserve reply left in a slot's record."""
         try:
             await self._register_slots(self.slots)
-            await self._flush()
             await self._recover_records()
-        except _REDIS_DOWN:
-            return
+            self._recovering = False
+        except _REDIS_DOWN as exc:
+            self.outage.down(exc)
 
     async def _recover_records(self) -> None:
         """A free slot with a working-on record: a reserve whose reply was lost. Run that job."""

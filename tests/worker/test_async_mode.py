@@ -170,3 +170,22 @@ def test_async_cannot_be_combined_with_threads_or_fork_every(redis_url):
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 2, done.stderr
         assert "--async runs jobs on one event loop" in done.stderr and extra[0] in done.stderr
+
+
+def test_an_async_worker_survives_a_redis_restart_with_a_job_in_flight(redis_server, redis_url, r, tmp_path):
+    resque = Resque(redis_url)
+    resque.enqueue("default", "AsyncGateJob", "g")
+    with _async(redis_url, tmp_path, slots=4) as worker:
+        ids = worker.worker_ids(r)
+        wait_for(lambda: records(worker, "agate_started"), what="the job in flight")
+        redis_server.stop()
+        worker.open_gate("g")  # it finishes while Redis is away: its bookkeeping waits
+        wait_for(lambda: records(worker, "agate_finished"), what="the job's end")
+        redis_server.start()
+        job_id = Resque(redis_url).enqueue("default", "AsyncRubyJob", 2)
+        wait_for(lambda: resque.status(job_id) and resque.status(job_id).status == wire.COMPLETE, timeout=20,
+                 what=f"a job after the restart\n{worker.log()}")
+        assert all(r.sismember("resque:workers", wid) for wid in ids), worker.log()  # every slot registered again
+        assert worker.process.poll() is None
+    log = worker.log()
+    assert log.count("redis unavailable") == 1 and "Traceback" not in log
