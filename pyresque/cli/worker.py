@@ -18,6 +18,7 @@ from ..worker.worker import Worker
 from .common import EnvNamingCommand, UsageProblem, handle_errors, open_resque, parse_log_format, version_option
 
 _OFF = ("", "0", "false", "no", "off")
+CALLBACK_MODULE = "pyresque.jobs.http_callback"
 
 
 def _flag(value: str | None) -> bool:
@@ -149,6 +150,7 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
     if not modules and not any(p.strip() for p in prefixes) and not registered():
         log.get_logger().warning("no job classes loaded: every job will fail 'Could not find job class'; "
                                  "set APP_INCLUDE=path/to/jobs.py (or --include) to load them")
+    modules.append(load_include(CALLBACK_MODULE))  # Pyresque_HttpCallback: refuses all unless enabled
     if fmt == "json":  # a job's print() must not break a stream of JSON lines
         output.capture_into_log()
     options = WorkerOptions(
@@ -161,7 +163,7 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
         # resolved now: a helper started later (after an idle retirement) loads the release this
         # worker started with, not whatever a deploy symlink points at by then
         helper_includes=tuple(os.path.realpath(item) if is_file_include(item) else item
-                              for spec in includes for item in spec.split(",") if item.strip()),
+                              for spec in includes for item in spec.split(",") if item.strip()) + (CALLBACK_MODULE,),
         max_child_memory_mb=max_child_memory,
         helper_idle=helper_idle,
         job_timeout=job_timeout or None,

@@ -9,7 +9,7 @@ through :func:`.job.run` in a thread instead (:func:`runs_on_loop` says which).
 from __future__ import annotations
 
 import inspect
-from typing import Any, cast
+from typing import Any
 
 from ..exceptions import DontPerform
 from ..wire import payload as wire
@@ -20,13 +20,20 @@ _on_loop: dict[Any, bool] = {}
 
 
 def runs_on_loop(target: Any) -> bool:
-    """Is ``perform`` an ``async def`` with no ``around_perform`` hooks to wrap it?"""
+    """Is ``perform`` (or ``perform_async``, which a class may offer beside a sync ``perform`` for
+    async mode, as ``Pyresque_HttpCallback`` does) an ``async def`` with no ``around_perform`` hooks?"""
     known = _on_loop.get(target)
     if known is None:
-        perform = getattr(target, "perform", target) if isinstance(target, type) else target
-        known = inspect.iscoroutinefunction(perform) and not hooks.class_hooks(target, "around_perform")
+        known = inspect.iscoroutinefunction(_async_perform(target)) and not hooks.class_hooks(target, "around_perform")
         _on_loop[target] = known
     return known
+
+
+def _async_perform(target: Any) -> Any:
+    if not isinstance(target, type):
+        return target
+    offered = getattr(target, "perform_async", None)
+    return offered if inspect.iscoroutinefunction(offered) else getattr(target, "perform", None)
 
 
 async def run_async(job: Job, target: Any) -> Outcome:
@@ -50,7 +57,7 @@ async def run_async(job: Job, target: Any) -> Outcome:
 
 async def _perform(job: Job, target: Any) -> Any:
     if is_ruby_style(target):
-        runner: Any = cast(Any, target).perform if isinstance(target, type) else target
+        runner: Any = _async_perform(target)
         return await runner(*job.args)
     instance = target()
     instance.args = wire.php_args(job.args)
@@ -59,7 +66,8 @@ async def _perform(job: Job, target: Any) -> Any:
     set_up = getattr(instance, "setUp", None)
     if callable(set_up):
         set_up()
-    result = await instance.perform()
+    offered = getattr(instance, "perform_async", None)
+    result = await (offered() if inspect.iscoroutinefunction(offered) else instance.perform())
     tear_down = getattr(instance, "tearDown", None)
     if callable(tear_down):
         tear_down()
