@@ -553,7 +553,10 @@ def latency_celery_prefork(ctx: Ctx) -> dict:
     return celery_latency(ctx, "prefork", concurrency=1)
 
 
-GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group] for group in ("default", "latency", "io")}
+import async_tasks  # noqa: E402 - registers the "async" group's tasks (issue #17)
+
+GROUPS = {group: [name for name, (_, _, g) in TASKS.items() if g == group]
+          for group in ("default", "latency", "io", "async")}
 GROUPS["all"] = list(TASKS)
 
 # Paired ratios pyresque / peer, computed inside each round. The note says what kind of pair it is.
@@ -576,4 +579,5 @@ PAIRS: list[tuple[str, str, str]] = [
     ("latency:pyresque-inline", "latency:rq-simple", "p50, no fork vs no fork"),
     ("latency:pyresque-inline", "latency:celery-solo", "p50, no fork vs no fork"),
     ("latency:pyresque-fork", "latency:celery-prefork", "p50, fork per job vs Celery's pool process (c1)"),
+    *async_tasks.PAIRS,
 ]

@@ -24,7 +24,7 @@ how, with the records so far (a failing response's body, truncated, included).
 Async mode awaits :meth:`HttpCallback.perform_async` on the worker's loop with one pooled
 ``httpx.AsyncClient`` per loop; every other mode calls :meth:`HttpCallback.perform` with a
 pooled sync ``httpx.Client`` per process. A per-host cap (``PYRESQUE_HTTP_CALLBACK_PER_HOST``,
-default 50) bounds the requests in flight to one host from one process.
+default 100) bounds the requests in flight to one host from one process.
 """
 
 from __future__ import annotations
@@ -336,9 +336,9 @@ def _lock() -> threading.Lock:
 
 def per_host_limit() -> int:
     try:
-        return max(1, int(os.environ.get(PER_HOST_ENV, "50")))
+        return max(1, int(os.environ.get(PER_HOST_ENV, "100")))
     except ValueError:
-        return 50
+        return 100
 
 
 def _httpx() -> Any:

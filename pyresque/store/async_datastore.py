@@ -57,7 +57,9 @@ class AsyncDataStore:
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD what the batches send by SHA (pipelines cannot fall back one by one)."""
-        for script in (self.store._reserve, self.store._finish, self.store._register):
+        store = self.store
+        for script in (store._reserve, store._finish, store._finish_reserve, store._register, store._acquire_slot,
+                       store._requeue_reserved):
             await self.redis.execute_command("SCRIPT", "LOAD", script.script)
 
     async def _evalsha(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -84,33 +86,45 @@ class AsyncDataStore:
     async def _batch(self, finished: Sequence[tuple[str, Bookkeeping]], reservers: Sequence[str],
                      queues: Sequence[str], run_at: str, now: int) -> list[Reserved]:
         store = self.store
-        pipe = self.redis.pipeline(transaction=False)
         ttl = store.final_status_ttl
+        qkeys = [self.keys.queue(q) for q in queues]
+        qtail = [self.keys.ns, run_at, now, *[wire.encode_ruby(q) for q in queues]]
+        # a reserver whose own bookkeeping is pending sends both in one FINISH_RESERVE_LUA (the
+        # sync worker's polling step): one command per job instead of two
+        reserving = set(reservers)
+        combined: dict[str, Bookkeeping] = {}
+        plain: list[tuple[str, Bookkeeping]] = []
         for worker_id, booked in finished:
+            if worker_id in reserving and worker_id not in combined:
+                combined[worker_id] = booked
+            else:
+                plain.append((worker_id, booked))
+        if not plain and not reservers:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id, booked in plain:
             keys = store._finish_keys(worker_id, booked.status_key)
             pipe.execute_command("EVALSHA", store._finish.sha, len(keys), *keys, *booked.args(ttl))
-        qkeys = [self.keys.queue(q) for q in queues]
-        qargs = [wire.encode_ruby(q) for q in queues]
         for worker_id in reservers:
-            keys = qkeys + [self.keys.worker(worker_id), self.keys.pause_all]
-            pipe.execute_command("EVALSHA", store._reserve.sha, len(keys), *keys, self.keys.ns, run_at, now, *qargs)
-        if not finished and not reservers:
-            return []
+            booked_here = combined.get(worker_id)
+            if booked_here is None:
+                keys = qkeys + [self.keys.worker(worker_id), self.keys.pause_all]
+                pipe.execute_command("EVALSHA", store._reserve.sha, len(keys), *keys, *qtail)
+            else:
+                keys = store._finish_keys(worker_id, booked_here.status_key) + qkeys + [self.keys.pause_all]
+                pipe.execute_command("EVALSHA", store._finish_reserve.sha, len(keys), *keys,
+                                     *booked_here.args(ttl), *qtail)
         replies = await pipe.execute(raise_on_error=False)
         for reply in replies:
-            if isinstance(reply, redis.exceptions.NoScriptError):
+            if isinstance(reply, (redis.exceptions.NoScriptError, redis.ConnectionError, redis.TimeoutError)):
                 raise reply
-            if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
-                raise reply
-        for reply in replies[:len(finished)]:
             if isinstance(reply, redis.ResponseError):
                 raise reply
+        for reply in replies[:len(plain)]:
             self.problems.extend(_text(p) for p in reply[1:])
         found: list[Reserved] = []
         paused = False
-        for worker_id, reply in zip(reservers, replies[len(finished):]):
-            if isinstance(reply, redis.ResponseError):
-                raise reply
+        for worker_id, reply in zip(reservers, replies[len(plain):]):
             index, item, started = reply[:3]
             self.problems.extend(_text(p) for p in reply[3:])
             if int(index) == -1:

@@ -58,7 +58,7 @@ class Flight:
     #: what a job that lets its cancellation through is recorded as (TERM_CHILD: JobTerminated)
     cancelled_as: jobmod.Outcome | None = None
     give_up_at: float | None = None
-    given_up: asyncio.Future[None] | None = None  # set once the loop recorded the job itself
+    handler: asyncio.Task[None] | None = None  # the task handling it: cancelled when the loop gives up on it
 
 
 def killed() -> jobmod.Outcome:
@@ -69,6 +69,7 @@ class AsyncJobs(Worker):
     """The per-job half of :class:`~.asyncmode.AsyncWorker` (the loop's half is there)."""
 
     slots: list[Slot]
+    free_slots: list[Slot]
     astore: AsyncDataStore | None
     pending: list[tuple[str, Bookkeeping]]
     wake: asyncio.Event | None
@@ -79,8 +80,7 @@ class AsyncJobs(Worker):
         raise NotImplementedError
 
     # == one job ==============================================================================
-    def _start(self, reserved: Reserved) -> None:
-        slot = next(s for s in self.slots if s.id == reserved.worker_id)
+    def _start(self, reserved: Reserved, slot: Slot) -> None:
         payload_ok = True
         try:
             payload = wire.decode_payload(reserved.item)
@@ -94,12 +94,13 @@ class AsyncJobs(Worker):
         slot.flight = flight
         ctx = contextvars.copy_context()
         ctx.run(bind_job, job.log_fields)
-        self._spawn_in(ctx, self._handle(flight, bad if not payload_ok else None))
+        flight.handler = self._spawn_in(ctx, self._handle(flight, bad if not payload_ok else None))
 
-    def _spawn_in(self, ctx: contextvars.Context, coro: Any) -> None:
-        task = ctx.run(asyncio.get_running_loop().create_task, coro)  # the task runs in ctx (3.9's way)
+    def _spawn_in(self, ctx: contextvars.Context, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = ctx.run(asyncio.get_running_loop().create_task, coro)  # runs in ctx (3.9's way)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _handle(self, flight: Flight, bad: BaseException | None) -> None:
         """Worker._process for one flight, off the loop's critical path; never raises."""
@@ -164,24 +165,30 @@ class AsyncJobs(Worker):
             await self._release_async(self.astore.release_unique(self.resque.keys.unique_lock(digest)))
 
     async def _execute_flight(self, flight: Flight, target: Any) -> jobmod.Outcome | None:
-        loop = asyncio.get_running_loop()
+        """Run the job; None when the loop gave up on it (recorded it itself, cancelled us)."""
         job = flight.job
+        if flight.slot.flight is not flight:
+            return None
+        if flight.interrupted is not None:  # told to stop before it started: it does not start
+            return flight.interrupted
         self.log.info("job started", job_id=job.id, job_class=job.job_class, queue=job.queue,
                       attempt=job.attempt, worker=flight.slot.id)
-        flight.given_up = loop.create_future()
         flight.on_loop = async_run.runs_on_loop(target)
         if flight.on_loop:
-            flight.runner = loop.create_task(async_run.run_async(job, target))
+            flight.runner = asyncio.ensure_future(async_run.run_async(job, target))
         else:
             ctx = contextvars.copy_context()
             flight.runner = asyncio.wrap_future(self.pool.submit(ctx.run, self._run_in_thread, flight, target))
-        either: set[asyncio.Future[Any]] = {flight.runner, flight.given_up}
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        if flight.given_up.done() or flight.slot.flight is not flight:
+        try:
+            outcome = await flight.runner
+        except asyncio.CancelledError:
+            if flight.slot.flight is not flight:
+                return None  # given up on: recorded already
+            if flight.runner.cancelled():  # cancelled before its first step: it never ran
+                return flight.interrupted or killed()
+            raise
+        if flight.slot.flight is not flight:
             return None
-        if flight.runner.cancelled():  # cancelled before its first step: it never ran
-            return flight.interrupted or killed()
-        outcome = flight.runner.result()
         if flight.interrupted is not None and not outcome.ok:
             if async_run.is_cancellation(outcome):
                 return flight.cancelled_as or flight.interrupted
@@ -279,5 +286,6 @@ class AsyncJobs(Worker):
     def _free(self, flight: Flight) -> None:
         if flight.slot.flight is flight:
             flight.slot.flight = None
+            self.free_slots.append(flight.slot)
         if self.wake is not None:
             self.wake.set()

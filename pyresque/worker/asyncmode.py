@@ -71,6 +71,7 @@ from .worker import _REDIS_DOWN
 _IDLE_POLL_MIN = 0.005
 _IDLE_POLL_MAX = 0.1
 _TICK = 0.05  # signals, time limits, the title: looked at this often
+_COALESCE = 0.001  # after a job ends, wait this long for others: their bookkeeping shares a round trip
 
 
 class AsyncWorker(AsyncJobs):
@@ -90,6 +91,7 @@ class AsyncWorker(AsyncJobs):
         super().__init__(resque, queues, options, resolver, hostname)
         self.slots = [Slot(n, str(wire.WorkerId(self.hostname, self.pid, tuple(self.queue_patterns), n)))
                       for n in range(1, options.async_slots + 1)]
+        self.free_slots = list(reversed(self.slots))  # free slots, a stack: slot 1 is taken first
         self.astore: AsyncDataStore | None = None
         self.pending: list[tuple[str, Bookkeeping]] = []
         self.wake: asyncio.Event | None = None
@@ -178,49 +180,64 @@ class AsyncWorker(AsyncJobs):
 
     # == the loop =============================================================================
     async def _dispatch(self) -> None:
+        """Reserve for free slots, start what came, and sleep until a job ends or a signal comes.
+
+        Each pass costs O(jobs started or ended), never O(slots): free slots are a stack."""
         assert self.astore is not None and self.wake is not None
         poll = _IDLE_POLL_MIN
         while True:
-            self._tick()
-            busy = [s for s in self.slots if s.flight is not None]
+            if self.inbox.pending:
+                self._handle_signals()
+            busy = len(self.slots) - len(self.free_slots)
             if self.shutdown or self.ceiling.retiring:
-                if not busy:
-                    await self._flush()
-                    return
                 await self._flush()
+                if not busy:
+                    return
                 await self._sleep(_TICK)
                 continue
-            free = [s for s in self.slots if s.flight is None]
-            hold = self.paused or not free or self.lag.lagging or self.ceiling.check()
+            hold = self.paused or not self.free_slots or self.lag.lagging or self.ceiling.check()
             if not hold and self.selection.all_paused():
                 hold = True
             queues = [] if hold else self.selection.names()
-            reservers = [] if hold or not queues else (free if poll == _IDLE_POLL_MIN else free[:1])
+            want = 0 if hold or not queues else (len(self.free_slots) if poll == _IDLE_POLL_MIN else 1)
+            reservers = [self.free_slots.pop() for _ in range(want)]
             try:
                 found = await self._round_trip(reservers, queues)
             except AllPaused:
+                self.free_slots.extend(reservers)
                 self.selection.learned_paused()
                 await self._sleep(1.0)
                 continue
             except _REDIS_DOWN as exc:
+                self.free_slots.extend(reservers)
                 await self._redis_outage_async(exc)
                 continue
             except redis.ResponseError as exc:
+                self.free_slots.extend(reservers)
                 self.store.problems.append(str(exc))
                 self.outage.report(self.store)
                 await self._sleep(1.0)
                 continue
+            except BaseException:
+                self.free_slots.extend(reservers)
+                raise
             self.outage.back()
-            self.outage.report(self.store)
+            if self.store.problems:
+                self.outage.report(self.store)
+            by_id = {slot.id: slot for slot in reservers}
+            for reserved in found:
+                self._start(reserved, by_id.pop(reserved.worker_id))
+            self.free_slots.extend(by_id.values())  # the ones the queues had no job for
             if self._recovering:
                 await self._after_outage()
-            for reserved in found:
-                self._start(reserved)
             if found:
                 poll = _IDLE_POLL_MIN
-                await asyncio.sleep(0)  # let the new jobs start before the next round trip
+                if self.free_slots:  # the queues ran dry before every free slot got a job
+                    await self._sleep(poll)
+                else:
+                    await asyncio.sleep(0)  # let the new jobs start before the next round trip
                 continue
-            if reservers and not found:  # every queue is empty
+            if reservers:  # every queue is empty
                 if self.options.interval == 0 and not busy:
                     return  # burst mode: drained
                 await self._sleep(poll)
@@ -229,6 +246,8 @@ class AsyncWorker(AsyncJobs):
             if not queues and not hold and self.options.interval == 0 and not busy:
                 return  # burst mode with globs that match no queue
             await self._sleep(poll if not queues and not hold else _TICK)
+            if self.free_slots and len(self.free_slots) < len(self.slots):
+                await asyncio.sleep(_COALESCE)  # let a few more jobs end: one round trip serves them all
 
     async def _round_trip(self, reservers: Sequence[Slot], queues: Sequence[str]) -> list[Reserved]:
         """The pending bookkeeping and the reserves, in one pipeline; bookkeeping kept on failure."""
@@ -331,9 +350,9 @@ class AsyncWorker(AsyncJobs):
             flight.runner.cancel()
         elif flight.thread is not None:
             _raise_in_thread(flight.thread, _Killed)
-        if flight.given_up is not None and not flight.given_up.done():
-            flight.given_up.set_result(None)
         self._book(flight, outcome)
+        if flight.runner is not None and flight.handler is not None:
+            flight.handler.cancel()  # it stops waiting for the job (recorded now)
         return True
 
     def _enforce_limits(self, now: float) -> None:
@@ -424,12 +443,15 @@ class AsyncWorker(AsyncJobs):
             self.log.warning("recovering the job our lost reply reserved", job_class=record.payload.get("class"),
                              worker=slot.id)
             raw_text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
-            self._start(Reserved(slot.id, record.queue, item.encode("utf-8", "surrogateescape"), started, raw_text))
+            self.free_slots.remove(slot)
+            self._start(Reserved(slot.id, record.queue, item.encode("utf-8", "surrogateescape"), started, raw_text), slot)
 
     # == the end ==============================================================================
     async def _teardown_async(self) -> None:
         """Record what is still in flight (a stop at once), write the bookkeeping, unregister."""
         self._abandon_all()
+        if self.lag.samples:
+            self.log.info("event loop lag over the worker's life", **self.lag.summary())
         if self.astore is None:
             return
         for _ in range(3):
