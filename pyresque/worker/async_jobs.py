@@ -58,6 +58,7 @@ class Flight:
     #: what a job that lets its cancellation through is recorded as (TERM_CHILD: JobTerminated)
     cancelled_as: jobmod.Outcome | None = None
     give_up_at: float | None = None
+    booked: bool = False  # its bookkeeping is queued (see _queue_bookkeeping)
     handler: asyncio.Task[None] | None = None  # the task handling it: cancelled when the loop gives up on it
 
 
@@ -70,6 +71,8 @@ class AsyncJobs(Worker):
 
     slots: list[Slot]
     free_slots: list[Slot]
+    orphans: list[Slot]
+    _recovering: bool
     astore: AsyncDataStore | None
     pending: list[tuple[str, Bookkeeping]]
     wake: asyncio.Event | None
@@ -106,9 +109,12 @@ class AsyncJobs(Worker):
         """Worker._process for one flight, off the loop's critical path; never raises."""
         try:
             await self._process_flight(flight, bad)
-        except _REDIS_DOWN as exc:  # its record stays: the prune (or our recovery) deals with it
+        except _REDIS_DOWN as exc:  # its record stays: our recovery at the next answer runs it again
             self.outage.down(exc)
-            self._free(flight)
+            if flight.slot.flight is flight and not flight.booked:
+                flight.slot.flight = None
+                self.orphans.append(flight.slot)
+                self._recovering = True
         except Exception as exc:
             self.log.exception("internal error while handling a job; failing it", queue=flight.job.queue)
             if flight.slot.flight is flight:
@@ -259,6 +265,8 @@ class AsyncJobs(Worker):
 
     def _book(self, flight: Flight, outcome: jobmod.Outcome) -> None:
         """Worker._finish for a slot: the bookkeeping goes with the next round trip."""
+        if flight.booked:
+            return
         job = flight.job
         booked = Bookkeeping(record=flight.record)
         if job.id is not None and flight.started is not None:
@@ -279,7 +287,11 @@ class AsyncJobs(Worker):
 
     def _queue_bookkeeping(self, flight: Flight, booked: Bookkeeping) -> None:
         """The slot is free once its bookkeeping is queued: the next pipeline writes the
-        bookkeeping before any reserve, the slot's own included."""
+        bookkeeping before any reserve, the slot's own included. Once per flight: a job the loop
+        recorded itself (a stop, a stuck job) is never recorded again when it does return."""
+        if flight.booked:
+            return
+        flight.booked = True
         self.pending.append((flight.slot.id, booked))
         self._free(flight)
 

@@ -92,6 +92,7 @@ class AsyncWorker(AsyncJobs):
         self.slots = [Slot(n, str(wire.WorkerId(self.hostname, self.pid, tuple(self.queue_patterns), n)))
                       for n in range(1, options.async_slots + 1)]
         self.free_slots = list(reversed(self.slots))  # free slots, a stack: slot 1 is taken first
+        self.orphans: list[Slot] = []  # slots whose job's handling Redis cut short: recovered later
         self.astore: AsyncDataStore | None = None
         self.pending: list[tuple[str, Bookkeeping]] = []
         self.wake: asyncio.Event | None = None
@@ -188,7 +189,7 @@ class AsyncWorker(AsyncJobs):
         while True:
             if self.inbox.pending:
                 self._handle_signals()
-            busy = len(self.slots) - len(self.free_slots)
+            busy = len(self.slots) - len(self.free_slots) - len(self.orphans)
             if self.shutdown or self.ceiling.retiring:
                 await self._flush()
                 if not busy:
@@ -429,13 +430,19 @@ class AsyncWorker(AsyncJobs):
             self.outage.down(exc)
 
     async def _recover_records(self) -> None:
-        """A free slot with a working-on record: a reserve whose reply was lost. Run that job."""
+        """A slot without a job but with a working-on record: a reserve whose reply was lost, or
+        a job whose handling Redis interrupted (an orphan, kept out of the free slots). Run that
+        job (as the sync worker's recovery does); an orphan without a record is free again."""
         assert self.astore is not None
         for slot in self.slots:
             if slot.flight is not None:
                 continue
             raw = await self.astore.working_on(slot.id)
+            orphan = slot in self.orphans
             if raw is None:
+                if orphan:
+                    self.orphans.remove(slot)
+                    self.free_slots.append(slot)
                 continue
             record = wire.in_flight(raw)
             _, started = await asyncio.to_thread(self.pruner.started_of, record.payload)
@@ -443,7 +450,7 @@ class AsyncWorker(AsyncJobs):
             self.log.warning("recovering the job our lost reply reserved", job_class=record.payload.get("class"),
                              worker=slot.id)
             raw_text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
-            self.free_slots.remove(slot)
+            (self.orphans if orphan else self.free_slots).remove(slot)
             self._start(Reserved(slot.id, record.queue, item.encode("utf-8", "surrogateescape"), started, raw_text), slot)
 
     # == the end ==============================================================================

@@ -265,3 +265,16 @@ def test_workers_of_every_mode_run_it_by_its_wire_name(server, redis_url, r, tmp
     [failure] = [json.loads(x) for x in r.lrange("resque:failed", 0, -1)]
     assert failure["exception"] == "pyresque.CallbackRefused" and "is not in PYRESQUE_HTTP_CALLBACK_HOSTS" in failure["error"]
     assert http_callback.JOB_CLASS == failure["payload"]["class"]
+
+
+def test_async_clients_are_sharded_a_few_requests_each():
+    """httpcore's async pool costs O(requests in flight) per request: no client holds more than
+    PER_SHARD of them while a new shard may be made; the least busy shard takes the next one."""
+    clients = http_callback.AsyncClients()
+    taken = [clients.take() for _ in range(http_callback.PER_SHARD)]
+    assert taken == [0] * http_callback.PER_SHARD and len(clients.clients) == 1
+    assert clients.take() == 1 and len(clients.clients) == 2
+    for _ in range(3):
+        clients.give(0)
+    assert [clients.take() for _ in range(3)] == [1, 1, 1] and len(clients.clients) == 2  # busy 5,1 -> 5,4
+    assert clients.busy == [5, 4]
