@@ -71,6 +71,10 @@ from .worker import _REDIS_DOWN
 _IDLE_POLL_MIN = 0.005
 _IDLE_POLL_MAX = 0.1
 _TICK = 0.05  # signals, time limits, the title: looked at this often
+#: at most this many reserves and bookkeepings per round trip: a pipeline of 1,000 replies would
+#: hold the loop ~50 ms while it parses them, and every job in flight would wait that long
+_MAX_RESERVES = 64
+_MAX_FINISHES = 128
 _COALESCE = 0.001  # after a job ends, wait this long for others: their bookkeeping shares a round trip
 
 
@@ -200,7 +204,7 @@ class AsyncWorker(AsyncJobs):
             if not hold and self.selection.all_paused():
                 hold = True
             queues = [] if hold else self.selection.names()
-            want = 0 if hold or not queues else (len(self.free_slots) if poll == _IDLE_POLL_MIN else 1)
+            want = 0 if hold or not queues else (min(len(self.free_slots), _MAX_RESERVES) if poll == _IDLE_POLL_MIN else 1)
             reservers = [self.free_slots.pop() for _ in range(want)]
             try:
                 found = await self._round_trip(reservers, queues)
@@ -233,7 +237,7 @@ class AsyncWorker(AsyncJobs):
                 await self._after_outage()
             if found:
                 poll = _IDLE_POLL_MIN
-                if self.free_slots:  # the queues ran dry before every free slot got a job
+                if len(found) < len(reservers):  # the queues ran dry before every reserver got a job
                     await self._sleep(poll)
                 else:
                     await asyncio.sleep(0)  # let the new jobs start before the next round trip
@@ -253,12 +257,16 @@ class AsyncWorker(AsyncJobs):
     async def _round_trip(self, reservers: Sequence[Slot], queues: Sequence[str]) -> list[Reserved]:
         """The pending bookkeeping and the reserves, in one pipeline; bookkeeping kept on failure."""
         assert self.astore is not None
-        finished, self.pending = self.pending, []
-        if not finished and not reservers:
+        finished, self.pending = self.pending[:_MAX_FINISHES], self.pending[_MAX_FINISHES:]
+        ids = [s.id for s in reservers]
+        if self.pending:  # a slot whose bookkeeping waits for the next trip must not reserve before it
+            later = {worker_id for worker_id, _ in self.pending}
+            ids = [i for i in ids if i not in later]
+        if not finished and not ids:
             return []
         now = time.time()
         try:
-            return await self.astore.batch(finished, [s.id for s in reservers], queues, wire.iso_z(now), int(now))
+            return await self.astore.batch(finished, ids, queues, wire.iso_z(now), int(now))
         except BaseException:
             for _, booked in finished:
                 booked.retry = True
