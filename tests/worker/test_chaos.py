@@ -59,6 +59,12 @@ def test_random_sigkills_lose_and_duplicate_nothing(redis_url, r, tmp_path, mode
         wait_for(lambda: all(resque.status(j).status in wire.FINAL_STATUSES for j in ids)
                  and r.llen("resque:queue:default") == 0, timeout=60,
                  what=f"every job to end\n{workers[0].log()[-3000:]}")
+        # a worker SIGKILLed idle (an async worker drains 300 jobs in a second) has no job to
+        # fail: the survivors' next prune (every heartbeat) unregisters it; wait for that
+        live = {str(w.pid) for w in workers if w.process.poll() is None}
+        if live:
+            wait_for(lambda: all(m.decode().split(":")[1] in live for m in r.smembers("resque:workers")),
+                     timeout=15, what="the survivors' prune of the killed workers")
     finally:
         for worker in workers:
             worker.stop()
