@@ -86,7 +86,6 @@ class AsyncDataStore:
     async def _batch(self, finished: Sequence[tuple[str, Bookkeeping]], reservers: Sequence[str],
                      queues: Sequence[str], run_at: str, now: int) -> list[Reserved]:
         store = self.store
-        ttl = store.final_status_ttl
         qkeys = [self.keys.queue(q) for q in queues]
         qtail = [self.keys.ns, run_at, now, *[wire.encode_ruby(q) for q in queues]]
         # a reserver whose own bookkeeping is pending sends both in one FINISH_RESERVE_LUA (the
@@ -103,17 +102,17 @@ class AsyncDataStore:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for worker_id, booked in plain:
-            keys = store._finish_keys(worker_id, booked.status_key)
-            pipe.execute_command("EVALSHA", store._finish.sha, len(keys), *keys, *booked.args(ttl))
+            keys, args = self._finish_call(worker_id, booked)
+            pipe.execute_command("EVALSHA", store._finish.sha, len(keys), *keys, *args)
         for worker_id in reservers:
             booked_here = combined.get(worker_id)
             if booked_here is None:
                 keys = qkeys + [self.keys.worker(worker_id), self.keys.pause_all]
                 pipe.execute_command("EVALSHA", store._reserve.sha, len(keys), *keys, *qtail)
             else:
-                keys = store._finish_keys(worker_id, booked_here.status_key) + qkeys + [self.keys.pause_all]
-                pipe.execute_command("EVALSHA", store._finish_reserve.sha, len(keys), *keys,
-                                     *booked_here.args(ttl), *qtail)
+                keys, args = self._finish_call(worker_id, booked_here)
+                keys = keys + qkeys + [self.keys.pause_all]
+                pipe.execute_command("EVALSHA", store._finish_reserve.sha, len(keys), *keys, *args, *qtail)
         replies = await pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, (redis.exceptions.NoScriptError, redis.ConnectionError, redis.TimeoutError)):
@@ -136,6 +135,16 @@ class AsyncDataStore:
         if paused and not found:
             raise AllPaused()
         return found
+
+    def _finish_call(self, worker_id: str, booked: Bookkeeping) -> tuple[list[str], list[Any]]:
+        """FINISH_LUA's keys and args, built by the DataStore as for the sync worker. Its shape
+        since the per-class metrics (#15): ``_finish_keys(worker_id, bookkeeping)`` and
+        ``_finish_args(bookkeeping)``; before: ``_finish_keys(worker_id, status_key)`` and
+        ``bookkeeping.args(ttl)`` (kept until both branches have met)."""
+        store: Any = self.store
+        if hasattr(store, "_finish_args"):
+            return list(store._finish_keys(worker_id, booked)), list(store._finish_args(booked))
+        return list(store._finish_keys(worker_id, booked.status_key)), list(booked.args(store.final_status_ttl))
 
     # -- workers ------------------------------------------------------------------------------
     async def server_time(self) -> float:

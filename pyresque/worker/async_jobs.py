@@ -251,6 +251,7 @@ class AsyncJobs(Worker):
                 await self._backoff_async(exc)
         booked = Bookkeeping(record=flight.record, final=False)
         booked.status_key, booked.status_packet = self._waiting_status(job, flight.started)
+        _timed(booked, job.job_class, time.monotonic() - flight.begun, failed=True)  # failed, then retried
         self._queue_bookkeeping(flight, booked)
         self.log.warning("job failed, retrying", job_id=job.id, job_class=job.job_class, queue=job.queue,
                          attempt=job.attempt, of=policy.attempts, retry_in=round(delay, 3), exc_class=outcome.exception,
@@ -277,9 +278,11 @@ class AsyncJobs(Worker):
         if not outcome.ok:
             booked.failure_record = wire.encode_failure(wire.build_failure(
                 job.payload, outcome.exception, outcome.error, outcome.backtrace, flight.slot.id, job.queue))
+        duration = time.monotonic() - flight.begun
+        _timed(booked, job.job_class, duration, failed=not outcome.ok)
         self._queue_bookkeeping(flight, booked)
         fields = dict(job_id=job.id, job_class=job.job_class, queue=job.queue, worker=flight.slot.id,
-                      duration=round(time.monotonic() - flight.begun, 6))
+                      duration=round(duration, 6))
         if outcome.ok:
             self.log.info("job done", outcome="skipped" if outcome.skipped else "complete", **fields)
         else:
@@ -301,3 +304,11 @@ class AsyncJobs(Worker):
             self.free_slots.append(flight.slot)
         if self.wake is not None:
             self.wake.set()
+
+
+def _timed(booked: Bookkeeping, job_class: str, seconds: float, failed: bool) -> None:
+    """The run, for the per-class metrics the bookkeeping script records (#15), as the sync
+    worker's ``_finish`` gives it; a store without them has no ``timed``."""
+    timed = getattr(booked, "timed", None)
+    if timed is not None:
+        timed(job_class, seconds, failed=failed)
