@@ -41,3 +41,14 @@ class LatencyProbe:
             client.rpush(result_key, repr(delta))
         finally:
             client.close()
+
+
+@pyresque.register("AsyncSleepJob")
+class AsyncSleepJob:
+    """SleepJob for async mode: the 50 ms wait as ``await asyncio.sleep`` on the worker's loop."""
+
+    @staticmethod
+    async def perform(*args):
+        import asyncio
+
+        await asyncio.sleep(0.05)

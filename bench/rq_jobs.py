@@ -20,3 +20,11 @@ def latency_probe(enqueued_at, result_key, redis_url):
         client.rpush(result_key, repr(delta))
     finally:
         client.close()
+
+
+def http_50ms(url):
+    """The HTTP-callback task's equivalent: one POST to the local server answering after 50 ms."""
+    import httpx
+
+    response = httpx.post(url, json={"n": 1}, timeout=10)
+    response.raise_for_status()

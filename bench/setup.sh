@@ -20,6 +20,6 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/pyresqu
 fi
 
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root" -r "$here/requirements.txt"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[http,async]" -r "$here/requirements.txt"
 echo "$want" > "$stamp"
 echo "bench venv ready: $venv"

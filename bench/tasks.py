@@ -668,3 +668,10 @@ PAIRS: list[tuple[str, str, str]] = [
     ("latency:pyresque-inline", "latency:celery-solo", "p50, no fork vs no fork"),
     ("latency:pyresque-fork", "latency:celery-prefork", "p50, fork per job vs Celery's pool process (c1)"),
 ]
+
+# -- issue #17's I/O-bound group, ``--tasks async`` (async_tasks.py registers its tasks on import)
+import async_tasks  # noqa: E402
+
+GROUPS["async"] = [name for name, (_, _, g) in TASKS.items() if g == "async"]
+GROUPS["all"] = list(TASKS)
+PAIRS.extend(async_tasks.PAIRS)

@@ -57,6 +57,7 @@ WORKER_MODES = {
     "no-prefork": {"PYRESQUE_PREFORK": "0"},  # the worker forks each child itself, on demand
     "inline": {"PYRESQUE_INLINE": "1"},  # no fork: jobs run in the worker process
     "threads-2": {"PYRESQUE_THREADS": "2"},  # one process, two slot threads, no fork
+    "async-4": {"PYRESQUE_ASYNC": "4"},  # one process, one event loop, four slots (sync jobs: in threads)
 }
 
 

@@ -32,7 +32,12 @@ def mode_is_inline() -> bool:
 
 
 def mode_is_threaded() -> bool:
-    return int(MODE_ENV.get("PYRESQUE_THREADS", "1")) > 1
+    """Threaded or async mode: one process, a worker id per slot (``host@<slot>:pid:queues``)."""
+    return int(MODE_ENV.get("PYRESQUE_THREADS", "1")) > 1 or mode_is_async()
+
+
+def mode_is_async() -> bool:
+    return int(MODE_ENV.get("PYRESQUE_ASYNC", "0")) > 0
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> Any:
@@ -86,9 +91,10 @@ class WorkerProcess:
 
     @property
     def slots(self) -> int:
-        """Worker ids this process registers: one, or one per slot thread (``--threads N``)."""
+        """Worker ids this process registers: one, or one per slot (``--threads N``, ``--async N``)."""
         threads = int(self.env.get("PYRESQUE_THREADS") or 1)
-        return threads if threads > 1 else 1
+        async_slots = int(self.env.get("PYRESQUE_ASYNC") or 0)
+        return async_slots or (threads if threads > 1 else 1)
 
     def worker_ids(self, r: redis.Redis, timeout: float = 15) -> list[str]:
         """Every id this process registered (waits until all its slots have)."""

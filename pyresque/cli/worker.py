@@ -18,6 +18,7 @@ from ..worker.worker import Worker
 from .common import EnvNamingCommand, UsageProblem, handle_errors, open_resque, parse_log_format, version_option
 
 _OFF = ("", "0", "false", "no", "off")
+CALLBACK_MODULE = "pyresque.jobs.http_callback"
 
 
 def _flag(value: str | None) -> bool:
@@ -63,6 +64,17 @@ def _flag(value: str | None) -> bool:
 @click.option("--threads", envvar="PYRESQUE_THREADS", type=click.IntRange(min=1), default=1, show_default=True,
               help="Jobs in flight at once, each in a thread of this process with a worker id of its own "
                    "(for I/O-bound jobs; no fork) (env PYRESQUE_THREADS).")
+@click.option("--async", "async_slots", envvar="PYRESQUE_ASYNC", type=click.IntRange(min=0), default=0,
+              help="Jobs in flight at once on one event loop (async def perform as tasks, a plain def in a "
+                   "thread pool), each with a worker id of its own; 0 = off (env PYRESQUE_ASYNC).")
+@click.option("--async-threads", envvar="PYRESQUE_ASYNC_THREADS", type=click.IntRange(min=0), default=0,
+              help="With --async: threads for plain def perform jobs; 0 = min(N, 32) (env PYRESQUE_ASYNC_THREADS).")
+@click.option("--async-max-memory", envvar="PYRESQUE_ASYNC_MAX_MEMORY", type=click.FloatRange(min=0), default=0,
+              help="With --async: RSS in MiB past which the worker takes no new job and retires, exit 0 "
+                   "(env PYRESQUE_ASYNC_MAX_MEMORY).")
+@click.option("--async-lag-warn", envvar="PYRESQUE_ASYNC_LAG_WARN", type=click.FloatRange(min=0), default=0.1,
+              show_default=True, help="With --async: event-loop lag in seconds past which it logs and reserves "
+                                      "nothing new until it catches up; 0 = off (env PYRESQUE_ASYNC_LAG_WARN).")
 @click.option("--timeout", "job_timeout", envvar="PYRESQUE_JOB_TIMEOUT", type=click.FloatRange(min=0), default=0,
               help="Default time limit in seconds for jobs whose class sets none; 0 = none (env PYRESQUE_JOB_TIMEOUT).")
 @click.option("--term-child", envvar="TERM_CHILD", default=None,
@@ -96,14 +108,15 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
            graceful_term: str | None, heartbeat_interval: float, prune_interval: float, log_format: str,
            verbose: str | None, vverbose: str | None, supervisor_pid: int | None,
            prefix: str | None, redis_url: str | None,
-           queue_names: tuple[str, ...] = (), burst: bool = False) -> None:
+           queue_names: tuple[str, ...] = (), burst: bool = False, async_slots: int = 0, async_threads: int = 0,
+           async_max_memory: float = 0, async_lag_warn: float = 0.1) -> None:
     """Run a Resque worker: QUEUE=default pyresque-worker.
 
     Signals: QUIT finish the job then exit; TERM/INT kill the job and exit; USR1 kill the job;
     USR2 pause; CONT resume. See README.rst for the full table.
     """
     fmt = parse_log_format(log_format)
-    log.configure(fmt, "debug" if _flag(vverbose) else "info", queued=threads > 1)
+    log.configure(fmt, "debug" if _flag(vverbose) else "info", queued=threads > 1 or async_slots > 0)
     queue = _queue_list(queue, queue_names)
     if burst:
         interval = 0.0
@@ -113,6 +126,9 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
         raise UsageProblem(f"QUEUE={queue!r}: give a comma-separated list of queue names (or *)")
     if threads > 1 and fork_every > 1:
         raise UsageProblem("--threads runs jobs in threads, without a fork: it cannot be combined with --fork-every")
+    if async_slots and (threads > 1 or fork_every > 1):
+        raise UsageProblem("--async runs jobs on one event loop: it cannot be combined with "
+                           + ("--threads" if threads > 1 else "--fork-every"))
     if prune_interval < 2 * heartbeat_interval + 1:  # heartbeats are whole seconds on the wire
         raise UsageProblem(f"--prune-interval {prune_interval:g} would prune live workers: keep it at least twice "
                            f"--heartbeat-interval ({heartbeat_interval:g}) plus 1 s")
@@ -134,6 +150,7 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
     if not modules and not any(p.strip() for p in prefixes) and not registered():
         log.get_logger().warning("no job classes loaded: every job will fail 'Could not find job class'; "
                                  "set APP_INCLUDE=path/to/jobs.py (or --include) to load them")
+    modules.append(load_include(CALLBACK_MODULE))  # Pyresque_HttpCallback: refuses all unless enabled
     if fmt == "json":  # a job's print() must not break a stream of JSON lines
         output.capture_into_log()
     options = WorkerOptions(
@@ -146,7 +163,7 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
         # resolved now: a helper started later (after an idle retirement) loads the release this
         # worker started with, not whatever a deploy symlink points at by then
         helper_includes=tuple(os.path.realpath(item) if is_file_include(item) else item
-                              for spec in includes for item in spec.split(",") if item.strip()),
+                              for spec in includes for item in spec.split(",") if item.strip()) + (CALLBACK_MODULE,),
         max_child_memory_mb=max_child_memory,
         helper_idle=helper_idle,
         job_timeout=job_timeout or None,
@@ -158,9 +175,17 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
         pidfile=pidfile,
         supervisor_pid=supervisor_pid,
         threads=threads,
+        async_slots=async_slots,
+        async_threads=async_threads,
+        async_max_memory_mb=async_max_memory,
+        async_lag_warn=async_lag_warn,
     )
     resolver = JobResolver(modules, prefixes)
-    if threads > 1:
+    if async_slots:
+        from ..worker.asyncmode import AsyncWorker
+
+        code = AsyncWorker(resque, queues, options, resolver).work()
+    elif threads > 1:
         from ..worker.threaded import ThreadedWorker
 
         code = ThreadedWorker(resque, queues, options, resolver).work()

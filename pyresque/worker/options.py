@@ -44,3 +44,11 @@ class WorkerOptions:
     #: ``helper_includes``) exits to give back its memory; the next job starts a new one
     #: (~50 ms). 0 = keep it for the worker's life.
     helper_idle: float = defaults.HELPER_IDLE
+    #: jobs in flight at once on one event loop (async mode, :mod:`pyresque.worker.asyncmode`); 0 = off
+    async_slots: int = 0
+    #: threads for an async worker's plain ``def perform`` jobs; 0 = min(async_slots, 32)
+    async_threads: int = 0
+    #: async mode: seconds of event-loop lag past which it logs and reserves nothing new; 0 = off
+    async_lag_warn: float = 0.1
+    #: async mode: RSS in MiB past which the worker takes no new job and retires (exit 0); 0 = none
+    async_max_memory_mb: float = 0

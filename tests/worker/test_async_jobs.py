@@ -10,7 +10,8 @@ from pyresque import Resque
 from pyresque.wire import payload as wire
 from support import JOBS, TESTS, WorkerProcess, wait_for
 
-MODES = {"fork": {}, "inline": {"PYRESQUE_INLINE": "1"}, "threads": {"PYRESQUE_THREADS": "2"}}
+MODES = {"fork": {}, "inline": {"PYRESQUE_INLINE": "1"}, "threads": {"PYRESQUE_THREADS": "2"},
+         "async": {"PYRESQUE_ASYNC": "2"}}
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

@@ -131,7 +131,8 @@ def test_working_on_record_and_titles_during_a_job_match_the_vectors(redis_url, 
             assert re.match(JOB_TITLE.format("GateJob"), started["title"])
             assert re.match(JOB_TITLE.format("GateJob"), title_of(worker.pid))
         else:  # threads: one summary title for the process (its slots' jobs are their worker:<id> records)
-            wait_for(lambda: re.match(rf"resque-[0-9.]+: Processing default with 1 of {worker.slots} threads busy$",
+            slots = "async slots" if support.mode_is_async() else "threads"
+            wait_for(lambda: re.match(rf"resque-[0-9.]+: Processing default with 1 of {worker.slots} {slots} busy$",
                                       title_of(worker.pid)), what="the threaded worker's title")
         worker.open_gate("job")
         wait_for(lambda: resque.status(job_id).status == 4, what="job complete")
