@@ -18,8 +18,20 @@ from .wire.terminal import escape
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None, queued: bool = False) -> None:
-    """Set up structlog once per process. ``fmt`` is ``console`` or ``json``.
+#: The two lines every successful job logs, which ``VERBOSE=0`` leaves out (failures still log).
+ROUTINE_JOB_EVENTS = frozenset({"job started", "job done"})
+
+
+def _drop_routine_job_lines(logger: Any, method: str, event: Any) -> Any:
+    if event.get("event") in ROUTINE_JOB_EVENTS:
+        raise structlog.DropEvent
+    return event
+
+
+def configure(fmt: str = "console", level: str = "info", stream: TextIO | None = None, queued: bool = False,
+              job_lines: bool = True) -> None:
+    """Set up structlog once per process. ``fmt`` is ``console`` or ``json``; ``job_lines=False``
+    (``VERBOSE=0``) drops each successful job's start and done lines, dropped before any work.
 
     ``queued`` (threaded mode): rendered lines are written, in order, by one writer thread, so
     the threads that log never wait on the stream (see :class:`QueuedLines`).
@@ -36,6 +48,7 @@ def configure(fmt: str = "console", level: str = "info", stream: TextIO | None =
         factory = _queued_factory(stream or sys.stderr)
     structlog.configure(
         processors=[
+            *([] if job_lines else [_drop_routine_job_lines]),
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

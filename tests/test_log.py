@@ -96,3 +96,19 @@ def test_control_characters_from_redis_never_reach_the_stream_raw(log_file, fmt)
     else:
         doc = json.loads(text.splitlines()[0])
         assert doc["job_class"] == "Evil\x1b]0;owned\x07\x1b[2J"  # exact: JSON escapes it
+
+
+def test_verbose_0_drops_each_jobs_routine_lines_but_keeps_failures(redis_url, r, tmp_path):
+    import json as json_module
+
+    from pyresque import Resque
+    from support import WorkerProcess, wait_for
+
+    resque = Resque(redis_url)
+    ok = resque.enqueue("default", "PHP_Job", {"n": 1})
+    bad = resque.enqueue("default", "FailJob", "loud")
+    with WorkerProcess(redis_url, tmp_path, VERBOSE="0", LOGGING="json") as worker:
+        wait_for(lambda: resque.status(ok).status == 4 and resque.status(bad).status == 3, what="both jobs")
+    events = [json_module.loads(line)["event"] for line in worker.log().splitlines() if line.startswith("{")]
+    assert "job started" not in events and "job done" not in events
+    assert "job failed" in events and "worker started" in events

@@ -116,7 +116,8 @@ def worker(queue: str | None, interval: float, blocking: str | None, moves_delay
     USR2 pause; CONT resume. See README.rst for the full table.
     """
     fmt = parse_log_format(log_format)
-    log.configure(fmt, "debug" if _flag(vverbose) else "info", queued=threads > 1 or async_slots > 0)
+    log.configure(fmt, "debug" if _flag(vverbose) else "info", queued=threads > 1 or async_slots > 0,
+                  job_lines=verbose is None or verbose.strip() == "" or _flag(verbose))
     queue = _queue_list(queue, queue_names)
     if burst:
         interval = 0.0
